@@ -1,0 +1,158 @@
+# libkvc - plain GNU Makefile.
+#   make                 build lib/libkvc.a and lib/libkvc.so (SONAME libkvc.so.0)
+#   make check           build everything and run the whole test suite
+#   make demo            build and run the demo (examples/demo.c)
+#   make bench           print benchmark ratios (never fails on speed)
+#   make asan            test suite under ASan + UBSan
+#   make fuzz            libFuzzer targets (clang)
+#   make docs            Doxygen over include/kvc.h, warnings are errors
+#   make install / uninstall   PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR
+# Cross build: make CC=aarch64-linux-gnu-gcc BUILD=build/aarch64 OUT=build/aarch64/lib
+
+CC      ?= cc
+AR      ?= ar
+CFLAGS  ?= -O2 -g
+LDFLAGS ?=
+BUILD   ?= build
+OUT     ?= lib
+
+PREFIX       ?= /usr/local
+prefix       ?= $(PREFIX)
+exec_prefix  ?= $(prefix)
+LIBDIR       ?= $(exec_prefix)/lib
+INCLUDEDIR   ?= $(prefix)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR      ?=
+
+VERSION_MAJOR := $(shell sed -n 's/^\#define KVC_VERSION_MAJOR \([0-9]*\).*/\1/p' include/kvc.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define KVC_VERSION_MINOR \([0-9]*\).*/\1/p' include/kvc.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define KVC_VERSION_PATCH \([0-9]*\).*/\1/p' include/kvc.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+SONAME  := libkvc.so.$(VERSION_MAJOR)
+
+WARN     := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+KVC_CFLAGS := -std=c11 $(WARN) -fPIC -fvisibility=hidden -Iinclude -Ilib
+TEST_CFLAGS := -std=c11 -Wall -Wextra -Wpedantic -Werror -Iinclude -Ilib -Itests
+
+MACHINE := $(shell $(CC) -dumpmachine)
+ifneq (,$(findstring x86_64,$(MACHINE)))
+  KVC_ARCH := x86_64
+else ifneq (,$(findstring aarch64,$(MACHINE)))
+  KVC_ARCH := aarch64
+else
+  KVC_ARCH := other
+endif
+
+# One translation unit per ISA, each with its own flags; the dispatcher is baseline.
+ATTN_SRC := lib/attn/dispatch.c lib/attn/scalar.c
+ifeq ($(KVC_ARCH),x86_64)
+  ATTN_SRC += lib/attn/avx2.c lib/attn/avx512.c
+endif
+ifeq ($(KVC_ARCH),aarch64)
+  ATTN_SRC += lib/attn/neon.c
+endif
+ISA_FLAGS_avx2   := -mavx2 -mfma -mf16c
+ISA_FLAGS_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c
+ISA_FLAGS_neon   :=
+
+LIB_SRC := $(sort $(wildcard lib/*.c)) $(filter $(wildcard lib/attn/*.c),$(ATTN_SRC))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+
+STATIC := $(OUT)/libkvc.a
+SHARED := $(OUT)/libkvc.so.$(VERSION)
+
+TEST_SRC := $(sort $(wildcard tests/*.c))
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN := $(BUILD)/tests/kvc-test
+TEST_LIBS := -lm -lpthread
+
+EXAMPLES := $(BUILD)/examples/demo $(BUILD)/examples/minimal
+EXTRA_EXAMPLES := $(wildcard examples/*.mk)
+
+.PHONY: all lib check test tests demo bench asan fuzz docs install uninstall clean examples pc
+all: lib pc
+
+lib: $(STATIC) $(OUT)/libkvc.so
+
+$(BUILD)/obj/%.o: %.c include/kvc.h $(wildcard lib/*.h lib/attn/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(KVC_CFLAGS) $(CFLAGS) $(ISA_FLAGS_$(basename $(notdir $<))) -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
+
+$(OUT)/libkvc.so: $(SHARED)
+	ln -sf libkvc.so.$(VERSION) $(OUT)/$(SONAME)
+	ln -sf $(SONAME) $@
+
+# pkg-config: the installed file is relocatable (${pcfiledir}); kvc-uninstalled.pc serves in-tree builds.
+pc: $(OUT)/kvc.pc $(OUT)/kvc-uninstalled.pc
+$(OUT)/kvc.pc: pkgconfig/kvc.pc.in include/kvc.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(prefix)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' $< > $@
+$(OUT)/kvc-uninstalled.pc: pkgconfig/kvc.pc.in include/kvc.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(CURDIR)|g' -e 's|@LIBDIR@|$(abspath $(OUT))|g' -e 's|@INCLUDEDIR@|$(CURDIR)/include|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+# ---------------------------------------------------------------- tests
+$(BUILD)/obj/tests/%.o: tests/%.c include/kvc.h $(wildcard tests/*.h lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(TEST_BIN): $(TEST_OBJ) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJ) $(STATIC) $(TEST_LIBS)
+
+tests: $(TEST_BIN)
+
+$(BUILD)/examples/%: examples/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) -lm
+
+examples: $(EXAMPLES)
+-include $(EXTRA_EXAMPLES)
+
+check: all tests examples
+	@BUILD=$(BUILD) sh tests/check.sh
+
+test: check
+
+demo: $(BUILD)/examples/demo
+	@$(BUILD)/examples/demo
+
+# ---------------------------------------------------------------- sanitizers
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+asan:
+	$(MAKE) --no-print-directory BUILD=build/asan OUT=build/asan/lib CFLAGS="$(ASAN_FLAGS)" LDFLAGS="$(ASAN_FLAGS)" \
+	    build/asan/tests/kvc-test
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/tests/kvc-test
+
+-include tests/bench/bench.mk
+-include tests/fuzz/fuzz.mk
+-include docs/docs.mk
+
+# ---------------------------------------------------------------- install
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/kvc.h $(DESTDIR)$(INCLUDEDIR)/kvc.h
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libkvc.a
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libkvc.so.$(VERSION)
+	ln -sf libkvc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libkvc.so
+	install -m 644 $(OUT)/kvc.pc $(DESTDIR)$(PKGCONFIGDIR)/kvc.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/kvc.h $(DESTDIR)$(LIBDIR)/libkvc.a \
+	      $(DESTDIR)$(LIBDIR)/libkvc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	      $(DESTDIR)$(LIBDIR)/libkvc.so $(DESTDIR)$(PKGCONFIGDIR)/kvc.pc
+
+clean:
+	rm -rf $(BUILD) $(OUT)/libkvc.a $(OUT)/libkvc.so* $(OUT)/kvc.pc $(OUT)/kvc-uninstalled.pc

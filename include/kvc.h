@@ -1,0 +1,620 @@
+/**
+ * @file kvc.h
+ * @brief libkvc: KV-cache eviction policies and SIMD decode attention.
+ *
+ * libkvc decides which tokens stay in a transformer's key/value cache when the
+ * cache has a fixed budget, and can optionally store that cache and run decode
+ * attention over it with SIMD kernels.
+ *
+ * Two modes share the same policies:
+ *  - ::KVC_MODE_STORE: the cache owns K/V. Call kvc_cache_append() then
+ *    kvc_cache_attend(); softmax weights reach the policy with no extra pass.
+ *  - ::KVC_MODE_INDEX: the engine owns its tensors. kvc_cache_reserve() says
+ *    which slot to write and what was evicted; kvc_cache_observe() reports
+ *    attention mass when the engine has it.
+ *
+ * Conventions:
+ *  - Every function that can fail returns an `int` status: ::KVC_OK (0) or a
+ *    negative ::kvc_status code. kvc_strerror() describes a code and
+ *    kvc_cache_last_error() says what exactly was wrong for one cache.
+ *  - A call that fails leaves the cache exactly as it was.
+ *  - Thread safety: a ::kvc_cache is not synchronised; calls on one cache must
+ *    be serialised by the caller, except kvc_cache_attend_heads() on disjoint
+ *    head ranges. Distinct caches are independent and may be used from
+ *    different threads at once. kvc_attention(), kvc_attention_heads(),
+ *    kvc_policy_by_name() and the other free functions are reentrant.
+ *  - K, V and queries are passed as f32 row-major arrays: one row of
+ *    `head_dim` floats per head, heads consecutive.
+ */
+#ifndef KVC_H
+#define KVC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @cond KVC_INTERNAL */
+#if defined(_WIN32) && defined(KVC_BUILD_SHARED)
+#define KVC_API __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#define KVC_API __attribute__((visibility("default")))
+#else
+#define KVC_API
+#endif
+/** @endcond */
+
+/* ------------------------------------------------------------------------ */
+/** @name Version
+ *  The version lives only here; the build and the docs read it from these lines.
+ *  @{ */
+/** Major version: bumped on an incompatible ABI change. */
+#define KVC_VERSION_MAJOR 0
+/** Minor version: bumped when the API grows compatibly. */
+#define KVC_VERSION_MINOR 1
+/** Patch version: bumped for fixes only. */
+#define KVC_VERSION_PATCH 0
+/** Version as one integer: MAJOR*10000 + MINOR*100 + PATCH. */
+#define KVC_VERSION_NUMBER (KVC_VERSION_MAJOR * 10000 + KVC_VERSION_MINOR * 100 + KVC_VERSION_PATCH)
+/** @cond KVC_INTERNAL */
+#define KVC__STR2(x) #x
+#define KVC__STR(x) KVC__STR2(x)
+/** @endcond */
+/** Version as a string, "MAJOR.MINOR.PATCH". */
+#define KVC_VERSION_STRING KVC__STR(KVC_VERSION_MAJOR) "." KVC__STR(KVC_VERSION_MINOR) "." KVC__STR(KVC_VERSION_PATCH)
+
+/** @return ::KVC_VERSION_NUMBER of the linked library (compare with the header's). */
+KVC_API unsigned kvc_version_number(void);
+/** @return ::KVC_VERSION_STRING of the linked library; never NULL. */
+KVC_API const char *kvc_version_string(void);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Errors
+ *  @{ */
+
+/**
+ * The single list of status codes: X(name, value, message).
+ *
+ * | code | value | meaning |
+ * |------|-------|---------|
+ * | KVC_OK          |   0 | success |
+ * | KVC_EINVAL      |  -1 | an argument is NULL, zero or inconsistent |
+ * | KVC_ENOMEM      |  -2 | the allocator returned NULL |
+ * | KVC_EOVERFLOW   |  -3 | the requested shape overflows size_t or the 2^31 slot limit |
+ * | KVC_EFULL       |  -4 | the cache is full and its policy never evicts |
+ * | KVC_ESTATE      |  -5 | options are frozen after the first append (or kvc_cache_prepare()) |
+ * | KVC_ERANGE      |  -6 | an option or parameter value is outside its allowed range |
+ * | KVC_EUNKNOWN    |  -7 | unknown policy name, option key or parameter name |
+ * | KVC_EORDER      |  -8 | the position is not greater than the previous one |
+ * | KVC_ENONFINITE  |  -9 | NaN or Inf in K, V, a query or observed mass |
+ * | KVC_EMODE       | -10 | the call does not exist in this cache's mode |
+ * | KVC_EPOLICY     | -11 | the policy answered select() with an invalid victim set |
+ * | KVC_EABI        | -12 | the policy's abi_version or struct_size is not supported |
+ * | KVC_EEMPTY      | -13 | attention over an empty cache |
+ * | KVC_ENOTSUP     | -14 | the operation is not supported (policy control op, ISA) |
+ * | KVC_ESYNTAX     | -15 | a spec string is malformed |
+ */
+#define KVC_STATUS_LIST(X)                                                              \
+    X(KVC_OK, 0, "success")                                                             \
+    X(KVC_EINVAL, -1, "invalid argument")                                               \
+    X(KVC_ENOMEM, -2, "out of memory")                                                  \
+    X(KVC_EOVERFLOW, -3, "shape too large")                                             \
+    X(KVC_EFULL, -4, "cache is full and the policy never evicts")                       \
+    X(KVC_ESTATE, -5, "options are frozen after the first append")                      \
+    X(KVC_ERANGE, -6, "value out of range")                                             \
+    X(KVC_EUNKNOWN, -7, "unknown policy, option or parameter name")                     \
+    X(KVC_EORDER, -8, "position must be greater than the previous one")                 \
+    X(KVC_ENONFINITE, -9, "NaN or Inf in input")                                        \
+    X(KVC_EMODE, -10, "operation not available in this cache mode")                     \
+    X(KVC_EPOLICY, -11, "policy returned an invalid victim set")                        \
+    X(KVC_EABI, -12, "unsupported policy ABI version or struct size")                   \
+    X(KVC_EEMPTY, -13, "attention over an empty cache")                                 \
+    X(KVC_ENOTSUP, -14, "operation not supported")                                      \
+    X(KVC_ESYNTAX, -15, "malformed spec string")
+
+/** @cond KVC_INTERNAL */
+#define KVC__STATUS_ENUM(name, value, msg) name = value,
+/** @endcond */
+
+/** Status codes returned by every fallible call; see ::KVC_STATUS_LIST. */
+typedef enum kvc_status { KVC_STATUS_LIST(KVC__STATUS_ENUM) KVC__STATUS_END = 1 } kvc_status;
+
+/**
+ * Describe a status code.
+ * @param status any integer.
+ * @return a static message; "unknown status" for codes not in the list. Never NULL.
+ */
+KVC_API const char *kvc_strerror(int status);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Shapes, modes, options
+ *  @{ */
+
+/** Storage element type of K and V. */
+typedef enum kvc_dtype {
+    KVC_DTYPE_F32 = 0, /**< IEEE binary32. */
+    KVC_DTYPE_F16 = 1, /**< IEEE binary16, converted with round-to-nearest-even. */
+    KVC_DTYPE_BF16 = 2 /**< bfloat16, converted with round-to-nearest-even. */
+} kvc_dtype;
+
+/** Who holds the K/V tensors. */
+typedef enum kvc_mode {
+    KVC_MODE_STORE = 0, /**< The cache stores K/V and runs attention. */
+    KVC_MODE_INDEX = 1  /**< The engine stores K/V; the cache only decides slots. */
+} kvc_mode;
+
+/** What unit has its own resident set and budget. */
+typedef enum kvc_scope {
+    KVC_SCOPE_HEAD = 0,  /**< One eviction group per kv head (H2O, VaSE, SnapKV style). */
+    KVC_SCOPE_SHARED = 1 /**< One group for all heads (TOVA, StreamingLLM, llama.cpp cells). */
+} kvc_scope;
+
+/**
+ * Cache options, set with kvc_cache_set() before the first append (or
+ * kvc_cache_prepare()); afterwards a set fails with ::KVC_ESTATE.
+ * Values are int64; ranges are checked when set and again, jointly, when
+ * the cache freezes (sink + recent + chunk*block must leave room to evict).
+ */
+typedef enum kvc_option {
+    /** ::kvc_scope. Default: the policy's (head scope, except `tova`: shared). */
+    KVC_OPT_SCOPE = 0,
+    /** First positions never evicted (attention sinks). Default: the policy's. */
+    KVC_OPT_SINK = 1,
+    /** Most recent resident tokens never evicted. Default: the policy's. */
+    KVC_OPT_RECENT = 2,
+    /** Units evicted at once when a full group receives a token. Default: the policy's (1 for most). */
+    KVC_OPT_CHUNK = 3,
+    /** Tokens per eviction unit (aligned block of slots); must divide the capacity. Default 1. */
+    KVC_OPT_BLOCK = 4,
+    /** Seed of the cache's random generator. Default 0. */
+    KVC_OPT_SEED = 5,
+    /** Queries remembered for ::KVC_NEED_QUERY_WINDOW policies (STORE mode). Default 64. */
+    KVC_OPT_QUERY_WINDOW = 6
+} kvc_option;
+
+/**
+ * Allocator used by one cache for all its memory. Copied at creation.
+ * `alloc` must return memory aligned to `align` (a power of two, at most 4096)
+ * or NULL; `free` accepts what `alloc` returned.
+ */
+typedef struct kvc_allocator {
+    void *(*alloc)(void *opaque, size_t size, size_t align); /**< Allocate `size` bytes aligned to `align`. */
+    void (*free)(void *opaque, void *ptr);                    /**< Release memory from `alloc`. */
+    void *opaque;                                             /**< Passed back to both functions. */
+} kvc_allocator;
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Random numbers (for policies)
+ *  @{ */
+
+/** A cache's seeded generator (xoshiro256**), handed to policies. Opaque. */
+typedef struct kvc_rng kvc_rng;
+/** @return the next 64 random bits of `rng`. */
+KVC_API uint64_t kvc_rng_next(kvc_rng *rng);
+/** @return a uniform double in [0, 1) with 53 random bits. */
+KVC_API double kvc_rng_uniform(kvc_rng *rng);
+/** @return a uniform integer in [0, bound) without modulo bias; 0 when bound is 0. */
+KVC_API uint32_t kvc_rng_below(kvc_rng *rng, uint32_t bound);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Policies
+ *
+ * A policy is a table of functions, versioned like SQLite's pcache methods:
+ * it starts with `abi_version` and `struct_size`, only ever grows at the end,
+ * and the cache copies the struct when created (the strings and arrays it
+ * points to, such as `name` and `params`, must outlive the cache).
+ *
+ * Defaults: a cache starts with the policy's default sink, recent, chunk and
+ * scope. When those defaults do not leave room to evict at the cache's
+ * capacity, chunk and recent are each capped at capacity/4 (values set
+ * explicitly are never changed).
+ *
+ * Contract for policy authors:
+ *  - Calls for one cache are serialised; a policy never calls back into the
+ *    cache and never sees K/V storage, only the per-token facts it asked
+ *    for through `needs`.
+ *  - The core protects the first `sink` positions and the last `recent`
+ *    resident tokens: they are never offered as candidates.
+ *  - Slots are `[0, capacity)` per group. In STORE mode residents are dense
+ *    in `[0, len)`; an eviction refills the hole by moving the last
+ *    resident in, and the policy is told through `on_move`.
+ *  - To evict, the core uses `select` if present, otherwise `score`; a policy
+ *    with neither never evicts (appending to a full cache fails with ::KVC_EFULL).
+ *  - The core checks what `select` returns: exactly `n_victims` distinct
+ *    candidates; anything else fails with ::KVC_EPOLICY and the cache is left
+ *    as it was (including its random generator).
+ *  @{ */
+
+/** ABI version of ::kvc_policy understood by this library. */
+#define KVC_POLICY_ABI 1
+
+/** @name Policy needs (bit flags in kvc_policy::needs)
+ *  @{ */
+#define KVC_NEED_ATTN 0x1u         /**< Wants per-slot attention mass (on_attend). */
+#define KVC_NEED_QUERY_WINDOW 0x2u /**< Wants kvc_select::window_score (recent queries' attention). */
+#define KVC_NEED_VALUE_STATS 0x4u  /**< Wants kvc_token::value_range and value_l1. */
+#define KVC_NEED_KEY_STATS 0x8u    /**< Wants kvc_token::key_norm. */
+#define KVC_NEED_RNG 0x10u         /**< Uses the cache's random generator. */
+/** @} */
+
+/** kvc_policy::default_recent value meaning "half the capacity". */
+#define KVC_RECENT_HALF UINT32_MAX
+
+/** Facts about a token, computed once when it is inserted. */
+typedef struct kvc_token {
+    int64_t pos;       /**< Position given by the engine. */
+    uint64_t seq;      /**< Insertion index in this cache (0 for the first token). */
+    float key_norm;    /**< L2 norm of the key (mean over heads in shared scope); 0 unless ::KVC_NEED_KEY_STATS. */
+    float value_range; /**< max - min over head_dim of the value (mean over heads in shared scope); 0 unless ::KVC_NEED_VALUE_STATS. */
+    float value_l1;    /**< L1 norm of the value (mean over heads in shared scope); 0 unless ::KVC_NEED_VALUE_STATS. */
+} kvc_token;
+
+/** A named numeric parameter a policy accepts (through kvc_cache_set_param() or a spec string). */
+typedef struct kvc_param {
+    const char *name;            /**< Parameter name, [a-z0-9_]+. */
+    double def;                  /**< Default value. */
+    double min;                  /**< Smallest allowed value. */
+    double max;                  /**< Largest allowed value. */
+    const char *const *choices;  /**< NULL, or NULL-terminated names for values 0, 1, 2, ... usable in specs. */
+    const char *help;            /**< One line of description. */
+} kvc_param;
+
+/** What a policy learns when its state is initialised. */
+typedef struct kvc_policy_ctx {
+    uint32_t n_groups;        /**< Eviction groups (kv heads, or 1 in shared scope). */
+    uint32_t capacity;        /**< Slots per group. */
+    uint32_t head_dim;        /**< Elements per head row. */
+    uint32_t q_per_group;     /**< Query heads whose mass is averaged into one group's mass. */
+    uint32_t block;           /**< Tokens per eviction unit. */
+    uint32_t chunk;           /**< Units evicted at once. */
+    uint32_t sink;            /**< Protected first positions. */
+    uint32_t recent;          /**< Protected most recent tokens. */
+    kvc_mode mode;            /**< Storage mode of the cache. */
+    kvc_rng *rng;             /**< The cache's generator (valid for the cache's lifetime). */
+    const double *params;     /**< Values of kvc_policy::params, same order. */
+} kvc_policy_ctx;
+
+/** One eviction request, passed to kvc_policy::select. */
+typedef struct kvc_select {
+    uint32_t group;              /**< Group that must evict. */
+    uint32_t n_candidates;       /**< Number of candidate units. */
+    const uint32_t *candidates;  /**< First slot of each candidate unit, in increasing position order. */
+    uint32_t n_victims;          /**< Units to return. */
+    uint32_t block;              /**< Slots per unit (a unit is slots c .. c+block-1). */
+    const int64_t *positions;    /**< Slot -> position of this group (-1 for empty). */
+    const float *window_score;   /**< Per candidate unit: mean softmax weight over the last queries,
+                                      renormalised over the candidates; NULL unless ::KVC_NEED_QUERY_WINDOW
+                                      and STORE mode. */
+    kvc_rng *rng;                /**< The cache's generator. */
+} kvc_select;
+
+/** The policy vtable. Optional slots may be NULL; see each member. */
+typedef struct kvc_policy {
+    uint32_t abi_version;   /**< ::KVC_POLICY_ABI. */
+    uint32_t struct_size;   /**< sizeof(kvc_policy) as compiled by the policy author. */
+    const char *name;       /**< Short name, [a-z0-9_]+. Required. */
+    uint32_t needs;         /**< ::KVC_NEED_ATTN and friends. */
+    uint32_t default_sink;   /**< Default of ::KVC_OPT_SINK. */
+    uint32_t default_recent; /**< Default of ::KVC_OPT_RECENT, or ::KVC_RECENT_HALF. */
+    uint32_t default_chunk;  /**< Default of ::KVC_OPT_CHUNK; 0 means 1. */
+    uint32_t default_scope;  /**< Default of ::KVC_OPT_SCOPE (a ::kvc_scope). */
+    uint32_t n_params;       /**< Entries in `params`. */
+    const kvc_param *params; /**< Parameters this policy accepts, or NULL. */
+    /** Bytes of state the cache must allocate (64-byte aligned). Optional: NULL means 0. */
+    size_t (*state_size)(const kvc_policy_ctx *ctx);
+    /** Initialise zeroed state. Optional. Also called by kvc_cache_reset(). Return 0 or a ::kvc_status. */
+    int (*init)(void *state, const kvc_policy_ctx *ctx);
+    /** A token entered `slot` of `group`. Optional. */
+    void (*on_insert)(void *state, uint32_t group, uint32_t slot, const kvc_token *tok);
+    /** Attention mass of one step for `group`, indexed by slot, `n` entries (empty slots hold 0). Optional. */
+    void (*on_attend)(void *state, uint32_t group, const float *mass, uint32_t n);
+    /**
+     * Keep-score of `n` slots of `group` into `keep` (higher = more worth keeping).
+     * Optional. The core evicts the lowest units (sum over a unit's slots),
+     * ties going to the older position.
+     */
+    void (*score)(void *state, uint32_t group, const uint32_t *slots, uint32_t n, float *keep);
+    /** Choose `req->n_victims` distinct units from `req->candidates` into `victims`. Optional; wins over `score`. */
+    int (*select)(void *state, const kvc_select *req, uint32_t *victims);
+    /** The resident in slot `from` of `group` moved to slot `to` (STORE mode). Optional. */
+    void (*on_move)(void *state, uint32_t group, uint32_t from, uint32_t to);
+    /** Release anything init acquired. Optional. */
+    void (*fini)(void *state);
+    /** Policy-specific escape hatch. Optional; unknown ops must return ::KVC_ENOTSUP. */
+    int (*control)(void *state, int op, void *arg);
+} kvc_policy;
+
+/** Never evicts; appending to a full cache fails with ::KVC_EFULL. */
+KVC_API const kvc_policy *kvc_policy_full(void);
+/** Keeps the last `capacity` tokens (sliding window). */
+KVC_API const kvc_policy *kvc_policy_window(void);
+/** StreamingLLM: keeps the first `sink` (default 4) tokens and the most recent ones. */
+KVC_API const kvc_policy *kvc_policy_sink(void);
+/** Oblivious baseline: uniform random victim among candidates. */
+KVC_API const kvc_policy *kvc_policy_random(void);
+/** Heavy hitter (H2O): evicts the least accumulated attention; recent = capacity/2; param `norm` (sum|lifetime). */
+KVC_API const kvc_policy *kvc_policy_h2o(void);
+/** TOVA: evicts the least attention of the current step (group mean); shared scope by default. */
+KVC_API const kvc_policy *kvc_policy_tova(void);
+/** Key norm: evicts the largest key L2 norm; attention-free; sink 4. */
+KVC_API const kvc_policy *kvc_policy_knorm(void);
+/** VATP: evicts the least accumulated attention times value L1 norm; sink 4. */
+KVC_API const kvc_policy *kvc_policy_vatp(void);
+/** VaSE: reserves large value-range tokens, samples the rest in proportion to recent attention. */
+KVC_API const kvc_policy *kvc_policy_vase(void);
+
+/**
+ * Look a built-in policy up by name ("full", "window", "sink", "random",
+ * "h2o", "tova", "knorm", "vatp", "vase").
+ * @return the policy, or NULL if `name` is NULL or unknown.
+ */
+KVC_API const kvc_policy *kvc_policy_by_name(const char *name);
+/**
+ * Enumerate the built-in policies.
+ * @param i index from 0.
+ * @return the i-th built-in policy, or NULL past the end.
+ */
+KVC_API const kvc_policy *kvc_policy_at(size_t i);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Cache lifecycle
+ *  @{ */
+
+/** A KV cache for one sequence and one attention layer (or any unit the engine chooses). Opaque. */
+typedef struct kvc_cache kvc_cache;
+
+/**
+ * Create a cache.
+ * @param out        receives the cache; set to NULL on failure.
+ * @param n_kv_heads K/V heads (>= 1).
+ * @param n_q_heads  query heads, a multiple of `n_kv_heads` (GQA).
+ * @param head_dim   elements per head row (>= 1, <= 65536).
+ * @param capacity   slots per eviction group (>= 1, < 2^31): the hard memory bound.
+ * @param dtype      storage type of K/V (STORE mode; ignored in INDEX mode).
+ * @param mode       ::KVC_MODE_STORE or ::KVC_MODE_INDEX.
+ * @param policy     eviction policy (copied); NULL means kvc_policy_full().
+ * @param alloc      allocator (copied); NULL means the C library's.
+ * @return ::KVC_OK, ::KVC_EINVAL (NULL out, zero or inconsistent shape, bad enum),
+ *         ::KVC_EOVERFLOW, ::KVC_EABI (policy version), ::KVC_ENOMEM.
+ * Memory for slots and policy state is allocated when the cache freezes
+ * (kvc_cache_prepare() or the first append/reserve).
+ */
+KVC_API int kvc_cache_create(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, uint32_t head_dim,
+                             uint32_t capacity, kvc_dtype dtype, kvc_mode mode, const kvc_policy *policy,
+                             const kvc_allocator *alloc);
+
+/**
+ * Create a cache from a spec string: a policy name then `key=value` options,
+ * e.g. `"h2o recent=64 sink=4 norm=lifetime"`. Keys are option names
+ * (`scope`, `sink`, `recent`, `chunk`, `block`, `seed`, `query_window`,
+ * `scale`) or the policy's parameter names. See kvc_cache_apply_spec().
+ * @return as kvc_cache_create(), plus ::KVC_EUNKNOWN, ::KVC_ERANGE, ::KVC_ESYNTAX.
+ */
+KVC_API int kvc_cache_create_spec(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, uint32_t head_dim,
+                                  uint32_t capacity, kvc_dtype dtype, kvc_mode mode, const char *spec,
+                                  const kvc_allocator *alloc);
+
+/** Destroy a cache and free everything it allocated. NULL is accepted. */
+KVC_API void kvc_cache_destroy(kvc_cache *cache);
+
+/**
+ * Freeze the options and allocate all memory now, so that appends never
+ * allocate. Called implicitly by the first append or reserve. Idempotent.
+ * @return ::KVC_OK, ::KVC_EINVAL (options jointly inconsistent, e.g.
+ *         sink + recent + chunk*block > capacity), ::KVC_ENOMEM, or the policy's init error.
+ */
+KVC_API int kvc_cache_prepare(kvc_cache *cache);
+
+/** Forget all tokens, counters and policy state; keep options and memory. Re-seeds the generator. */
+KVC_API int kvc_cache_reset(kvc_cache *cache);
+
+/**
+ * Set an option before the cache freezes.
+ * @return ::KVC_OK, ::KVC_EINVAL (NULL cache), ::KVC_EUNKNOWN (bad key),
+ *         ::KVC_ERANGE (bad value), ::KVC_ESTATE (frozen). Nothing changes on error.
+ */
+KVC_API int kvc_cache_set(kvc_cache *cache, kvc_option key, int64_t value);
+/** Read an option's current value into `*value`. @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EUNKNOWN. */
+KVC_API int kvc_cache_get(const kvc_cache *cache, kvc_option key, int64_t *value);
+/** Set the attention scale (default 1/sqrt(head_dim)). Must be finite and > 0. Same errors as kvc_cache_set(). */
+KVC_API int kvc_cache_set_scale(kvc_cache *cache, float scale);
+/**
+ * Set a policy parameter by name before the cache freezes.
+ * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EUNKNOWN, ::KVC_ERANGE, ::KVC_ESTATE.
+ */
+KVC_API int kvc_cache_set_param(kvc_cache *cache, const char *name, double value);
+/** Read a policy parameter by name. @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EUNKNOWN. */
+KVC_API int kvc_cache_get_param(const kvc_cache *cache, const char *name, double *value);
+/**
+ * Apply space-separated `key=value` options (no policy name), e.g.
+ * `"recent=64 sink=4 scope=shared"`. All-or-nothing: on error nothing changes.
+ * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_ESYNTAX, ::KVC_EUNKNOWN, ::KVC_ERANGE, ::KVC_ESTATE.
+ */
+KVC_API int kvc_cache_apply_spec(kvc_cache *cache, const char *options);
+
+/**
+ * Detail of the last error on this cache, e.g. "recent=5000 leaves no room
+ * to evict with capacity 4096: lower recent or raise capacity".
+ * @return a message owned by the cache (valid until the next call on it); "" if none; never NULL.
+ */
+KVC_API const char *kvc_cache_last_error(const kvc_cache *cache);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name STORE mode
+ *  @{ */
+
+/**
+ * Append one token (K and V of every kv head) at position `pos`, evicting
+ * through the policy when a group is full.
+ * @param k `n_kv_heads * head_dim` floats, converted to the storage dtype.
+ * @param v same shape as `k`.
+ * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_EORDER (pos not increasing),
+ *         ::KVC_ENONFINITE (NaN/Inf rejected, nothing stored), ::KVC_EFULL,
+ *         ::KVC_EPOLICY, ::KVC_ENOMEM (first call only).
+ */
+KVC_API int kvc_cache_append(kvc_cache *cache, int64_t pos, const float *k, const float *v);
+
+/**
+ * Decode attention for all query heads over the resident tokens, and feed the
+ * softmax weights to the policy in the same pass.
+ * @param q   `n_q_heads * head_dim` floats; query head h reads kv head
+ *            h / (n_q_heads / n_kv_heads).
+ * @param out `n_q_heads * head_dim` floats (may not alias `q`).
+ * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_EEMPTY, ::KVC_ENONFINITE
+ *         (NaN/Inf in q rejected, nothing written).
+ */
+KVC_API int kvc_cache_attend(kvc_cache *cache, const float *q, float *out);
+
+/**
+ * Attention for kv heads `[kv_begin, kv_end)` only, without telling the
+ * policy. Calls on disjoint ranges of one cache may run concurrently on
+ * different threads; then call kvc_cache_attend_finish() once, alone.
+ * @return as kvc_cache_attend(), plus ::KVC_ERANGE for a bad range.
+ */
+KVC_API int kvc_cache_attend_heads(kvc_cache *cache, const float *q, float *out, uint32_t kv_begin,
+                                   uint32_t kv_end);
+/** Hand the weights of the preceding kvc_cache_attend_heads() calls (covering all heads) to the policy. */
+KVC_API int kvc_cache_attend_finish(kvc_cache *cache, const float *q);
+
+/**
+ * Read a resident token's stored K and V rows, converted to f32.
+ * @param kv_head kv head whose rows to copy.
+ * @param slot slot of that head's group (the kv head's own group in head
+ *             scope, the single group in shared scope).
+ * @param k,v `head_dim` floats each; either may be NULL.
+ * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_ERANGE (empty slot or out of range).
+ */
+KVC_API int kvc_cache_read(const kvc_cache *cache, uint32_t kv_head, uint32_t slot, float *k, float *v);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name INDEX mode
+ *  @{ */
+
+/**
+ * Make room for a token at `pos` and say where to write it.
+ * @param slots   receives one slot per group (kvc_cache_groups() entries).
+ * @param evicted NULL, or kvc_cache_groups() * kvc_cache_max_evictions() entries:
+ *                per group, the positions evicted by this call, then -1 padding.
+ * @param k,v     the token's keys/values (`n_kv_heads * head_dim` floats) when the
+ *                policy needs key or value stats; otherwise may be NULL.
+ * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_EORDER, ::KVC_ENONFINITE,
+ *         ::KVC_EFULL, ::KVC_EPOLICY, ::KVC_ENOMEM (first call only).
+ */
+KVC_API int kvc_cache_reserve(kvc_cache *cache, int64_t pos, const float *k, const float *v, uint32_t *slots,
+                              int64_t *evicted);
+
+/**
+ * Report attention mass per slot for one group. May be called several times
+ * per step (e.g. once per layer): the calls between two reserves are averaged
+ * and reach the policy as one step at the next reserve.
+ * @param mass `n` finite, non-negative values indexed by slot; `n` <= capacity.
+ *             Entries of empty slots are ignored.
+ * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_ERANGE (bad group or n),
+ *         ::KVC_ENONFINITE (negative, NaN or Inf mass; nothing recorded).
+ */
+KVC_API int kvc_cache_observe(kvc_cache *cache, uint32_t group, const float *mass, uint32_t n);
+
+/** Units a single reserve or append may evict per group (chunk * block). 0 on NULL. */
+KVC_API uint32_t kvc_cache_max_evictions(const kvc_cache *cache);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Introspection
+ *  @{ */
+
+/** Eviction groups: n_kv_heads in head scope, 1 in shared scope. 0 on NULL. */
+KVC_API uint32_t kvc_cache_groups(const kvc_cache *cache);
+/** Slots per group. 0 on NULL. */
+KVC_API uint32_t kvc_cache_capacity(const kvc_cache *cache);
+/** Resident tokens per group (the same for every group). 0 on NULL. */
+KVC_API uint32_t kvc_cache_len(const kvc_cache *cache);
+/**
+ * Copy the slot -> position map of a group (-1 for empty slots).
+ * @param pos receives kvc_cache_capacity() entries.
+ * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_ERANGE (bad group).
+ */
+KVC_API int kvc_cache_positions(const kvc_cache *cache, uint32_t group, int64_t *pos);
+
+/** Cumulative counters of a cache (reset by kvc_cache_reset()). */
+typedef struct kvc_stats {
+    uint64_t appends;   /**< Tokens appended or reserved. */
+    uint64_t evictions; /**< Tokens evicted, summed over groups. */
+    uint64_t attends;   /**< Attention steps (attend calls, or observed steps in INDEX mode). */
+} kvc_stats;
+/** Fill `*stats`. @return ::KVC_OK or ::KVC_EINVAL. */
+KVC_API int kvc_cache_stats(const kvc_cache *cache, kvc_stats *stats);
+/** The cache's policy name (its own copy); "" on NULL. */
+KVC_API const char *kvc_cache_policy_name(const kvc_cache *cache);
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Attention kernel (standalone)
+ *  @{ */
+
+/** Layout of K/V for kvc_attention(). Element strides are in elements of `dtype`. */
+typedef struct kvc_attn_layout {
+    uint32_t n_q_heads;  /**< Query heads, a multiple of n_kv_heads. */
+    uint32_t n_kv_heads; /**< K/V heads. */
+    uint32_t head_dim;   /**< Elements per row. */
+    uint32_t n_keys;     /**< Keys per kv head (>= 1). */
+    kvc_dtype dtype;     /**< Element type of K and V. */
+    size_t row_stride;   /**< Elements between consecutive keys of one head (>= head_dim). */
+    size_t head_stride;  /**< Elements between kv heads (>= n_keys*row_stride typically). */
+    float scale;         /**< Logit scale; 0 means 1/sqrt(head_dim). */
+} kvc_attn_layout;
+
+/**
+ * Decode attention for one token: `out[h] = softmax(scale * q[h] . K^T) . V`.
+ * K and V share `layout`. Query head h reads kv head h / (n_q_heads/n_kv_heads);
+ * all query heads of a kv head share one pass over its K and V rows.
+ * @param q        `n_q_heads * head_dim` floats.
+ * @param k,v      K and V (any alignment; 64 bytes is the fast path).
+ * @param out      `n_q_heads * head_dim` floats.
+ * @param weights  NULL, or `n_q_heads` rows of `weights_stride` floats receiving
+ *                 the softmax weights (they sum to 1 per row).
+ * @param weights_stride floats between weight rows (>= n_keys) when weights != NULL.
+ * @return ::KVC_OK, ::KVC_EINVAL (NULL pointer, zero or inconsistent shape).
+ *         Non-finite inputs are not checked here and give non-finite outputs.
+ */
+KVC_API int kvc_attention(const kvc_attn_layout *layout, const float *q, const void *k, const void *v, float *out,
+                          float *weights, size_t weights_stride);
+
+/**
+ * As kvc_attention() for kv heads `[kv_begin, kv_end)` only (and their query
+ * heads); `q`, `out` and `weights` are still indexed from head 0, so threads
+ * can split one token's attention over disjoint ranges.
+ * @return as kvc_attention(), plus ::KVC_ERANGE for a bad range.
+ */
+KVC_API int kvc_attention_heads(const kvc_attn_layout *layout, uint32_t kv_begin, uint32_t kv_end, const float *q,
+                                const void *k, const void *v, float *out, float *weights, size_t weights_stride);
+
+/**
+ * The instruction set the attention kernel runs on: "scalar", "avx2",
+ * "avx512" or "neon". Chosen at first use from the CPU (cpuid + XGETBV on
+ * x86) unless the environment variable `KVC_FORCE_ISA` names one.
+ */
+KVC_API const char *kvc_active_isa(void);
+
+/**
+ * Force the kernel ISA for this process (tests, benchmarks).
+ * @param isa "scalar", "avx2", "avx512", "neon", or NULL/"auto" for the CPU's best.
+ * @return ::KVC_OK, ::KVC_EUNKNOWN (bad name), ::KVC_ENOTSUP (not compiled in or not supported by this CPU).
+ * Not thread-safe against concurrent attention calls.
+ */
+KVC_API int kvc_set_isa(const char *isa);
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVC_H */

@@ -1,0 +1,76 @@
+/* Portable scalar kernel: the reference every SIMD path is tested against and
+ * the fallback on any CPU. Online softmax over tiles of keys; the query heads
+ * of a group (up to 8 at a time) share each pass over a K and V row. */
+#include <math.h>
+#include <string.h>
+
+#include "attn/attn.h"
+#include "convert.h"
+
+#define TILE 64
+#define HEADS 8
+
+static inline float load(const void *base, size_t i, kvc_dtype dt) {
+    if (dt == KVC_DTYPE_F32) return ((const float *)base)[i];
+    uint16_t h = ((const uint16_t *)base)[i];
+    return dt == KVC_DTYPE_F16 ? kvc__f16_to_f32(h) : kvc__bf16_to_f32(h);
+}
+
+static void heads(const kvc__attn_job *job, uint32_t h0, uint32_t nh) {
+    const uint32_t d = job->d, n = job->n;
+    const size_t esz = job->dtype == KVC_DTYPE_F32 ? 4 : 2;
+    float m[HEADS], l[HEADS], s[HEADS][TILE];
+    for (uint32_t h = 0; h < nh; h++) {
+        m[h] = -INFINITY;
+        l[h] = 0.0f;
+        memset(job->out + (size_t)(h0 + h) * d, 0, d * sizeof(float));
+    }
+    for (uint32_t j0 = 0; j0 < n; j0 += TILE) {
+        uint32_t t = n - j0 < TILE ? n - j0 : TILE;
+        for (uint32_t j = 0; j < t; j++) {
+            const void *kr = (const char *)job->k + (size_t)(j0 + j) * job->row_stride * esz;
+            for (uint32_t h = 0; h < nh; h++) {
+                const float *q = job->q + (size_t)(h0 + h) * d;
+                float acc = 0.0f;
+                for (uint32_t i = 0; i < d; i++) acc += q[i] * load(kr, i, job->dtype);
+                s[h][j] = acc * job->scale;
+            }
+        }
+        for (uint32_t h = 0; h < nh; h++) {
+            float tmax = m[h];
+            for (uint32_t j = 0; j < t; j++) tmax = s[h][j] > tmax ? s[h][j] : tmax;
+            float corr = expf(m[h] - tmax); /* 0 on the first tile (m = -inf) */
+            float *o = job->out + (size_t)(h0 + h) * d;
+            if (corr != 1.0f)
+                for (uint32_t i = 0; i < d; i++) o[i] *= corr;
+            l[h] *= corr;
+            if (job->weights) memcpy(job->weights + (size_t)(h0 + h) * job->wstride + j0, s[h], t * sizeof(float));
+            for (uint32_t j = 0; j < t; j++) {
+                s[h][j] = expf(s[h][j] - tmax);
+                l[h] += s[h][j];
+            }
+            m[h] = tmax;
+        }
+        for (uint32_t j = 0; j < t; j++) {
+            const void *vr = (const char *)job->v + (size_t)(j0 + j) * job->row_stride * esz;
+            for (uint32_t i = 0; i < d; i++) {
+                float x = load(vr, i, job->dtype);
+                for (uint32_t h = 0; h < nh; h++) job->out[(size_t)(h0 + h) * d + i] += s[h][j] * x;
+            }
+        }
+    }
+    for (uint32_t h = 0; h < nh; h++) {
+        float inv = 1.0f / l[h];
+        float *o = job->out + (size_t)(h0 + h) * d;
+        for (uint32_t i = 0; i < d; i++) o[i] *= inv;
+        if (job->weights) {
+            /* weights held raw logits: normalise with the final max and sum */
+            float *w = job->weights + (size_t)(h0 + h) * job->wstride;
+            for (uint32_t j = 0; j < n; j++) w[j] = expf(w[j] - m[h]) * inv;
+        }
+    }
+}
+
+void kvc__attn_scalar(const kvc__attn_job *job) {
+    for (uint32_t h0 = 0; h0 < job->r; h0 += HEADS) heads(job, h0, job->r - h0 < HEADS ? job->r - h0 : HEADS);
+}

@@ -1,0 +1,423 @@
+/* Cache lifecycle: creation, options, freezing (the one place memory is
+ * allocated), reset and introspection. */
+#include "internal.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+/* The prefix every policy must provide: everything up to and including `params`. */
+#define KVC__POLICY_MIN_SIZE (offsetof(kvc_policy, params) + sizeof(const kvc_param *))
+
+static const char *const option_names[KVC__N_OPTIONS] = {"scope", "sink", "recent", "chunk",
+                                                         "block", "seed", "query_window"};
+
+static int check_policy(const kvc_policy *p) {
+    if (p->abi_version != KVC_POLICY_ABI) return KVC_EABI;
+    if (p->struct_size < KVC__POLICY_MIN_SIZE || p->struct_size > sizeof(kvc_policy)) return KVC_EABI;
+    if (!p->name || !*p->name) return KVC_EINVAL;
+    if (p->n_params > KVC__MAX_PARAMS || (p->n_params && !p->params)) return KVC_EINVAL;
+    for (uint32_t i = 0; i < p->n_params; i++) {
+        const kvc_param *q = &p->params[i];
+        if (!q->name || !(q->min <= q->def && q->def <= q->max)) return KVC_EINVAL;
+    }
+    if (p->default_scope > KVC_SCOPE_SHARED) return KVC_EINVAL;
+    return KVC_OK;
+}
+
+static void set_defaults(kvc_cache *c) {
+    const kvc_policy *p = &c->pol;
+    int64_t sink = p->default_sink, chunk = p->default_chunk ? p->default_chunk : 1;
+    int64_t recent = p->default_recent == KVC_RECENT_HALF ? c->cap / 2 : p->default_recent;
+    if (sink > c->cap) sink = c->cap;
+    if (recent > c->cap) recent = c->cap;
+    if (chunk > c->cap) chunk = c->cap;
+    if (sink + recent + chunk > c->cap) {
+        /* reference defaults assume a large budget: scale them to this one */
+        int64_t quarter = c->cap / 4 > 0 ? c->cap / 4 : 1;
+        if (chunk > quarter) chunk = quarter;
+        if (recent > quarter) recent = quarter;
+    }
+    c->opt[KVC_OPT_SCOPE] = p->default_scope;
+    c->opt[KVC_OPT_SINK] = sink;
+    c->opt[KVC_OPT_RECENT] = recent;
+    c->opt[KVC_OPT_CHUNK] = chunk;
+    c->opt[KVC_OPT_BLOCK] = 1;
+    c->opt[KVC_OPT_SEED] = 0;
+    c->opt[KVC_OPT_QUERY_WINDOW] = 64;
+    c->scale = 1.0f / sqrtf((float)c->d);
+    for (uint32_t i = 0; i < p->n_params; i++) c->params[i] = p->params[i].def;
+}
+
+int kvc_cache_create(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, uint32_t head_dim, uint32_t capacity,
+                     kvc_dtype dtype, kvc_mode mode, const kvc_policy *policy, const kvc_allocator *alloc) {
+    if (!out) return KVC_EINVAL;
+    *out = NULL;
+    if (!n_kv_heads || !n_q_heads || !head_dim || !capacity) return KVC_EINVAL;
+    if (n_q_heads % n_kv_heads) return KVC_EINVAL;
+    if ((unsigned)dtype > KVC_DTYPE_BF16 || (unsigned)mode > KVC_MODE_INDEX) return KVC_EINVAL;
+    if (alloc && (!alloc->alloc || !alloc->free)) return KVC_EINVAL;
+    if (capacity >= (1u << 31) || head_dim > 65536) return KVC_EOVERFLOW;
+    /* every buffer is at most heads x capacity x row: check the largest now */
+    size_t rows, bytes;
+    if (!kvc__mul((size_t)(n_q_heads > n_kv_heads ? n_q_heads : n_kv_heads), capacity, &rows) ||
+        !kvc__mul(rows, ((size_t)head_dim * 4 + 63) & ~(size_t)63, &bytes) || bytes > SIZE_MAX / 8)
+        return KVC_EOVERFLOW;
+    if (!policy) policy = kvc_policy_full();
+    int rc = check_policy(policy);
+    if (rc) return rc;
+
+    kvc_allocator al = {0};
+    if (alloc) al = *alloc;
+    kvc_cache *c = kvc__alloc(&al, sizeof *c);
+    if (!c) return KVC_ENOMEM;
+    memset(c, 0, sizeof *c);
+    c->al = al;
+    c->n_kv = n_kv_heads;
+    c->n_q = n_q_heads;
+    c->d = head_dim;
+    c->cap = capacity;
+    c->dtype = dtype;
+    c->mode = mode;
+    memcpy(&c->pol, policy, policy->struct_size);
+    c->pol.struct_size = sizeof(kvc_policy);
+    c->last_pos = INT64_MIN;
+    set_defaults(c);
+    *out = c;
+    return KVC_OK;
+}
+
+int kvc_cache_create_spec(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, uint32_t head_dim,
+                          uint32_t capacity, kvc_dtype dtype, kvc_mode mode, const char *spec,
+                          const kvc_allocator *alloc) {
+    if (!out) return KVC_EINVAL;
+    *out = NULL;
+    if (!spec) return KVC_EINVAL;
+    while (*spec == ' ' || *spec == '\t') spec++;
+    char name[32];
+    size_t n = 0;
+    while (spec[n] && spec[n] != ' ' && spec[n] != '\t') n++;
+    if (n == 0) return KVC_ESYNTAX;
+    if (n >= sizeof name || memchr(spec, '=', n)) return KVC_ESYNTAX;
+    memcpy(name, spec, n);
+    name[n] = 0;
+    const kvc_policy *p = kvc_policy_by_name(name);
+    if (!p) return KVC_EUNKNOWN;
+    kvc_cache *c;
+    int rc = kvc_cache_create(&c, n_kv_heads, n_q_heads, head_dim, capacity, dtype, mode, p, alloc);
+    if (rc) return rc;
+    rc = kvc_cache_apply_spec(c, spec + n);
+    if (rc) {
+        kvc_cache_destroy(c);
+        return rc;
+    }
+    *out = c;
+    return KVC_OK;
+}
+
+static void release(kvc_cache *c) {
+    if (c->pstate && c->pol.fini) c->pol.fini(c->pstate);
+    kvc__free(&c->al, c->pstate);
+    kvc__free(&c->al, c->mem);
+    c->pstate = NULL;
+    c->mem = NULL;
+}
+
+void kvc_cache_destroy(kvc_cache *c) {
+    if (!c) return;
+    release(c);
+    kvc_allocator al = c->al;
+    kvc__free(&al, c);
+}
+
+int kvc_cache_set(kvc_cache *c, kvc_option key, int64_t value) {
+    if (!c) return KVC_EINVAL;
+    if ((unsigned)key >= KVC__N_OPTIONS) return kvc__fail(c, KVC_EUNKNOWN, "unknown option key %d", (int)key);
+    if (c->frozen)
+        return kvc__fail(c, KVC_ESTATE, "option '%s' set after the first append: set options before appending",
+                         option_names[key]);
+    int64_t lo = 0, hi = c->cap;
+    switch (key) {
+    case KVC_OPT_SCOPE: hi = KVC_SCOPE_SHARED; break;
+    case KVC_OPT_CHUNK: lo = 1; break;
+    case KVC_OPT_BLOCK:
+        lo = 1;
+        if (value >= 1 && value <= c->cap && c->cap % value)
+            return kvc__fail(c, KVC_ERANGE, "block=%lld does not divide capacity %u", (long long)value, c->cap);
+        break;
+    case KVC_OPT_SEED: lo = INT64_MIN; hi = INT64_MAX; break;
+    case KVC_OPT_QUERY_WINDOW: lo = 1; hi = 4096; break;
+    default: break;
+    }
+    if (value < lo || value > hi)
+        return kvc__fail(c, KVC_ERANGE, "%s=%lld is outside [%lld, %lld]", option_names[key], (long long)value,
+                         (long long)lo, (long long)hi);
+    c->opt[key] = value;
+    return KVC_OK;
+}
+
+int kvc_cache_get(const kvc_cache *c, kvc_option key, int64_t *value) {
+    if (!c || !value) return KVC_EINVAL;
+    if ((unsigned)key >= KVC__N_OPTIONS) return KVC_EUNKNOWN;
+    *value = c->opt[key];
+    return KVC_OK;
+}
+
+int kvc_cache_set_scale(kvc_cache *c, float scale) {
+    if (!c) return KVC_EINVAL;
+    if (c->frozen) return kvc__fail(c, KVC_ESTATE, "scale set after the first append");
+    if (!(scale > 0.0f) || isinf(scale)) return kvc__fail(c, KVC_ERANGE, "scale must be finite and > 0");
+    c->scale = scale;
+    return KVC_OK;
+}
+
+int kvc__option_by_name(const char *name, kvc_option *key) {
+    for (int i = 0; i < KVC__N_OPTIONS; i++)
+        if (strcmp(name, option_names[i]) == 0) {
+            *key = (kvc_option)i;
+            return KVC_OK;
+        }
+    return KVC_EUNKNOWN;
+}
+
+int kvc__param_index(const kvc_cache *c, const char *name) {
+    for (uint32_t i = 0; i < c->pol.n_params; i++)
+        if (strcmp(name, c->pol.params[i].name) == 0) return (int)i;
+    return -1;
+}
+
+int kvc_cache_set_param(kvc_cache *c, const char *name, double value) {
+    if (!c || !name) return KVC_EINVAL;
+    int i = kvc__param_index(c, name);
+    if (i < 0)
+        return kvc__fail(c, KVC_EUNKNOWN, "policy '%s' has no parameter '%s'", c->pol.name, name);
+    if (c->frozen) return kvc__fail(c, KVC_ESTATE, "parameter '%s' set after the first append", name);
+    const kvc_param *p = &c->pol.params[i];
+    if (!(value >= p->min && value <= p->max))
+        return kvc__fail(c, KVC_ERANGE, "%s=%g is outside [%g, %g]", name, value, p->min, p->max);
+    c->params[i] = value;
+    return KVC_OK;
+}
+
+int kvc_cache_get_param(const kvc_cache *c, const char *name, double *value) {
+    if (!c || !name || !value) return KVC_EINVAL;
+    int i = kvc__param_index(c, name);
+    if (i < 0) return KVC_EUNKNOWN;
+    *value = c->params[i];
+    return KVC_OK;
+}
+
+/* ------------------------------------------------------------------ freeze */
+
+static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+
+static int check_room(kvc_cache *c) {
+    if (!c->pol.select && !c->pol.score) return KVC_OK; /* never evicts */
+    size_t B = c->block, units = c->cap / B;
+    if (c->chunk > units)
+        return kvc__fail(c, KVC_EINVAL, "chunk=%u blocks of %u exceed capacity %u", c->chunk, c->block, c->cap);
+    size_t protected_units = ceil_div(c->sink, B) + (c->recent ? ceil_div(c->recent, B) + (B > 1) : 0);
+    if (protected_units + c->chunk > units)
+        return kvc__fail(c, KVC_EINVAL,
+                         "sink=%u + recent=%u leave no room to evict chunk=%u (block %u) at capacity %u: "
+                         "lower sink, recent or chunk, or raise the capacity",
+                         c->sink, c->recent, c->chunk, c->block, c->cap);
+    return KVC_OK;
+}
+
+/* Carve aligned sub-buffers out of one allocation: first pass sizes, second assigns. */
+typedef struct {
+    char *base;
+    size_t off;
+    bool ok;
+} carver;
+
+static void *carve(carver *cv, size_t n, size_t elem) {
+    size_t bytes, end;
+    if (!cv->ok || !kvc__mul(n, elem, &bytes) || !kvc__add(cv->off, bytes, &end) ||
+        !kvc__add(end, KVC__ALIGN - 1, &end)) {
+        cv->ok = false;
+        return NULL;
+    }
+    void *p = cv->base ? cv->base + cv->off : NULL;
+    cv->off = end & ~(size_t)(KVC__ALIGN - 1);
+    return n ? p : NULL;
+}
+
+static void layout(kvc_cache *c, carver *cv) {
+    size_t G = c->n_groups, cap = c->cap, gc;
+    bool store = c->mode == KVC_MODE_STORE;
+    if (!kvc__mul(G, cap, &gc)) cv->ok = false;
+    size_t kv = 0;
+    if (store && !kvc__mul((size_t)c->n_kv, c->head_stride, &kv)) cv->ok = false;
+    c->k = carve(cv, kv, c->esize);
+    c->v = carve(cv, kv, c->esize);
+    c->pos = carve(cv, gc, sizeof(int64_t));
+    c->seq = carve(cv, gc, sizeof(uint64_t));
+    c->freemap = carve(cv, store ? 0 : G * c->words, sizeof(uint64_t));
+    c->weights = carve(cv, store ? (size_t)c->n_q * cap : 0, sizeof(float));
+    c->mass = carve(cv, cap, sizeof(float));
+    c->obs = carve(cv, store ? 0 : gc, sizeof(float));
+    c->obs_calls = carve(cv, store ? 0 : G, sizeof(uint32_t));
+    c->cand = carve(cv, cap, sizeof(uint32_t));
+    c->cand_key = carve(cv, cap, sizeof(uint64_t));
+    c->uscore = carve(cv, cap, sizeof(float));
+    c->heap = carve(cv, cap, sizeof(uint32_t));
+    c->mark = carve(cv, cap, 1);
+    c->victims = carve(cv, G * c->chunk, sizeof(uint32_t));
+    bool window = store && (c->pol.needs & KVC_NEED_QUERY_WINDOW);
+    c->qring = carve(cv, window ? (size_t)c->qwin * c->n_q * c->d : 0, sizeof(float));
+    c->wlogit = carve(cv, window ? cap : 0, sizeof(float));
+    c->krow = carve(cv, window ? c->d : 0, sizeof(float));
+}
+
+static void clear_state(kvc_cache *c) {
+    size_t gc = (size_t)c->n_groups * c->cap;
+    for (size_t i = 0; i < gc; i++) c->pos[i] = -1;
+    memset(c->seq, 0, gc * sizeof *c->seq);
+    if (c->freemap) {
+        for (uint32_t g = 0; g < c->n_groups; g++)
+            for (uint32_t w = 0; w < c->words; w++) {
+                uint32_t lo = w * 64, n = c->cap - lo < 64 ? c->cap - lo : 64;
+                c->freemap[(size_t)g * c->words + w] = n == 64 ? ~0ull : ((1ull << n) - 1);
+            }
+        memset(c->obs, 0, gc * sizeof *c->obs);
+        memset(c->obs_calls, 0, c->n_groups * sizeof *c->obs_calls);
+    }
+    c->len = 0;
+    c->appended = 0;
+    c->last_pos = INT64_MIN;
+    c->qring_n = c->qring_head = 0;
+    memset(&c->stats, 0, sizeof c->stats);
+    kvc__rng_seed(&c->rng, (uint64_t)c->opt[KVC_OPT_SEED]);
+}
+
+static void fill_ctx(const kvc_cache *c, kvc_policy_ctx *ctx) {
+    memset(ctx, 0, sizeof *ctx);
+    ctx->n_groups = c->n_groups;
+    ctx->capacity = c->cap;
+    ctx->head_dim = c->d;
+    ctx->q_per_group = c->qpg;
+    ctx->block = c->block;
+    ctx->chunk = c->chunk;
+    ctx->sink = c->sink;
+    ctx->recent = c->recent;
+    ctx->mode = c->mode;
+    ctx->rng = (kvc_rng *)&c->rng;
+    ctx->params = c->params;
+}
+
+int kvc__prepare(kvc_cache *c) {
+    if (c->frozen) return KVC_OK;
+    c->n_groups = c->opt[KVC_OPT_SCOPE] == KVC_SCOPE_SHARED ? 1 : c->n_kv;
+    c->qpg = c->n_q / c->n_groups;
+    c->block = (uint32_t)c->opt[KVC_OPT_BLOCK];
+    c->chunk = (uint32_t)c->opt[KVC_OPT_CHUNK];
+    c->sink = (uint32_t)c->opt[KVC_OPT_SINK];
+    c->recent = (uint32_t)c->opt[KVC_OPT_RECENT];
+    c->qwin = (uint32_t)c->opt[KVC_OPT_QUERY_WINDOW];
+    c->units = c->cap / c->block;
+    c->words = (c->cap + 63) / 64;
+    int rc = check_room(c);
+    if (rc) return rc;
+    c->esize = c->dtype == KVC_DTYPE_F32 ? 4 : 2;
+    c->row_stride = (((size_t)c->d * c->esize + KVC__ALIGN - 1) & ~(size_t)(KVC__ALIGN - 1)) / c->esize;
+    if (!kvc__mul(c->row_stride, c->cap, &c->head_stride))
+        return kvc__fail(c, KVC_EOVERFLOW, "K/V storage size overflows");
+
+    carver cv = {NULL, 0, true};
+    layout(c, &cv);
+    if (!cv.ok) return kvc__fail(c, KVC_EOVERFLOW, "cache memory size overflows size_t");
+    void *mem = kvc__alloc(&c->al, cv.off);
+    if (!mem) return kvc__fail(c, KVC_ENOMEM, "could not allocate %zu bytes for the cache", cv.off);
+    carver real = {mem, 0, true};
+    layout(c, &real);
+
+    kvc_policy_ctx ctx;
+    fill_ctx(c, &ctx);
+    size_t ssize = c->pol.state_size ? c->pol.state_size(&ctx) : 0;
+    if (ssize > ((size_t)1 << 40)) {
+        kvc__free(&c->al, mem);
+        return kvc__fail(c, KVC_ENOMEM, "policy '%s' asked for %zu bytes of state", c->pol.name, ssize);
+    }
+    void *ps = kvc__alloc(&c->al, ssize);
+    if (!ps) {
+        kvc__free(&c->al, mem);
+        return kvc__fail(c, KVC_ENOMEM, "could not allocate %zu bytes of policy state", ssize);
+    }
+    memset(ps, 0, ssize ? ssize : 1);
+    c->mem = mem;
+    clear_state(c);
+    if (c->pol.init) {
+        rc = c->pol.init(ps, &ctx);
+        if (rc) {
+            if (c->pol.fini) c->pol.fini(ps);
+            kvc__free(&c->al, ps);
+            kvc__free(&c->al, mem);
+            c->mem = NULL;
+            return kvc__fail(c, rc < 0 ? rc : KVC_EINVAL, "policy '%s' init failed: %s", c->pol.name,
+                             kvc_strerror(rc));
+        }
+    }
+    c->pstate = ps;
+    c->frozen = true;
+    c->err[0] = 0;
+    return KVC_OK;
+}
+
+int kvc_cache_prepare(kvc_cache *c) { return c ? kvc__prepare(c) : KVC_EINVAL; }
+
+int kvc_cache_reset(kvc_cache *c) {
+    if (!c) return KVC_EINVAL;
+    if (!c->frozen) return KVC_OK;
+    kvc_policy_ctx ctx;
+    fill_ctx(c, &ctx);
+    size_t ssize = c->pol.state_size ? c->pol.state_size(&ctx) : 0;
+    if (c->pol.fini) c->pol.fini(c->pstate);
+    memset(c->pstate, 0, ssize ? ssize : 1);
+    clear_state(c);
+    if (c->pol.init) {
+        int rc = c->pol.init(c->pstate, &ctx);
+        if (rc) {
+            /* the state is unusable: unfreeze so the next append re-initialises */
+            kvc__free(&c->al, c->pstate);
+            kvc__free(&c->al, c->mem);
+            c->pstate = NULL;
+            c->mem = NULL;
+            c->frozen = false;
+            return kvc__fail(c, rc < 0 ? rc : KVC_EINVAL, "policy '%s' init failed on reset", c->pol.name);
+        }
+    }
+    return KVC_OK;
+}
+
+/* ------------------------------------------------------------ introspection */
+
+uint32_t kvc_cache_groups(const kvc_cache *c) {
+    if (!c) return 0;
+    return c->opt[KVC_OPT_SCOPE] == KVC_SCOPE_SHARED ? 1 : c->n_kv;
+}
+uint32_t kvc_cache_capacity(const kvc_cache *c) { return c ? c->cap : 0; }
+uint32_t kvc_cache_len(const kvc_cache *c) { return c ? c->len : 0; }
+uint32_t kvc_cache_max_evictions(const kvc_cache *c) {
+    return c ? (uint32_t)(c->opt[KVC_OPT_CHUNK] * c->opt[KVC_OPT_BLOCK]) : 0;
+}
+
+int kvc_cache_positions(const kvc_cache *c, uint32_t group, int64_t *pos) {
+    if (!c || !pos) return KVC_EINVAL;
+    if (group >= kvc_cache_groups(c)) return KVC_ERANGE;
+    if (!c->frozen) {
+        for (uint32_t i = 0; i < c->cap; i++) pos[i] = -1;
+        return KVC_OK;
+    }
+    memcpy(pos, c->pos + (size_t)group * c->cap, c->cap * sizeof *pos);
+    return KVC_OK;
+}
+
+int kvc_cache_stats(const kvc_cache *c, kvc_stats *stats) {
+    if (!c || !stats) return KVC_EINVAL;
+    *stats = c->stats;
+    return KVC_OK;
+}
+
+const char *kvc_cache_policy_name(const kvc_cache *c) { return c ? c->pol.name : ""; }

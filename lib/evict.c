@@ -1,0 +1,291 @@
+/* Eviction, shared by both modes: find the candidate units of every group,
+ * ask the policy (select, or score + lowest-first), validate everything, and
+ * only then change the cache, so a failure leaves it exactly as it was. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "convert.h"
+
+bool kvc__protected(const kvc_cache *c, uint32_t g, uint32_t s) {
+    uint64_t seq = c->seq[(size_t)g * c->cap + s];
+    return seq < c->sink || seq + c->recent >= c->appended;
+}
+
+static bool occupied(const kvc_cache *c, uint32_t g, uint32_t s) {
+    return c->mode == KVC_MODE_STORE ? s < c->len : c->pos[(size_t)g * c->cap + s] >= 0;
+}
+
+/* Candidate units of group g: fully occupied, nothing protected. Returns their count. */
+static uint32_t candidates(const kvc_cache *c, uint32_t g, uint32_t *cand) {
+    uint32_t n = 0, B = c->block;
+    for (uint32_t u = 0; u < c->units; u++) {
+        uint32_t s0 = u * B;
+        bool ok = true;
+        for (uint32_t s = s0; s < s0 + B && ok; s++) ok = occupied(c, g, s) && !kvc__protected(c, g, s);
+        if (ok) cand[n++] = s0;
+    }
+    return n;
+}
+
+/* In-place heap sort of units by key (insertion index): no allocation, O(n log n). */
+static void sift(uint32_t *a, uint64_t *key, size_t i, size_t n) {
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < n && key[l] > key[m]) m = l;
+        if (l + 1 < n && key[l + 1] > key[m]) m = l + 1;
+        if (m == i) return;
+        uint32_t ta = a[i];
+        a[i] = a[m];
+        a[m] = ta;
+        uint64_t tk = key[i];
+        key[i] = key[m];
+        key[m] = tk;
+        i = m;
+    }
+}
+static void sort_by_key(uint32_t *a, uint64_t *key, size_t n) {
+    for (size_t i = n / 2; i-- > 0;) sift(a, key, i, n);
+    for (size_t end = n; end-- > 1;) {
+        uint32_t ta = a[0];
+        a[0] = a[end];
+        a[end] = ta;
+        uint64_t tk = key[0];
+        key[0] = key[end];
+        key[end] = tk;
+        sift(a, key, 0, end);
+    }
+}
+
+/* Does unit a rank below unit b for eviction (lower score, then older)? */
+static bool evict_before(float sa, uint64_t qa, float sb, uint64_t qb) { return sa < sb || (sa == sb && qa < qb); }
+
+/* Lowest `k` of n scored units into out, via a bounded max-heap on (score, seq). */
+static void lowest_k(const uint32_t *cand, const float *score, const uint64_t *seq, uint32_t n, uint32_t k,
+                     uint32_t *out, uint32_t *heap) {
+    uint32_t h = 0; /* heap of candidate indices; root = the worst kept so far */
+    for (uint32_t i = 0; i < n; i++) {
+        if (h < k) {
+            uint32_t j = h++;
+            heap[j] = i;
+            while (j > 0) {
+                uint32_t p = (j - 1) / 2;
+                if (!evict_before(score[heap[p]], seq[heap[p]], score[heap[j]], seq[heap[j]])) break;
+                uint32_t t = heap[p];
+                heap[p] = heap[j];
+                heap[j] = t;
+                j = p;
+            }
+        } else if (evict_before(score[i], seq[i], score[heap[0]], seq[heap[0]])) {
+            heap[0] = i;
+            uint32_t j = 0;
+            for (;;) {
+                uint32_t l = 2 * j + 1, m = j;
+                if (l < h && evict_before(score[heap[m]], seq[heap[m]], score[heap[l]], seq[heap[l]])) m = l;
+                if (l + 1 < h && evict_before(score[heap[m]], seq[heap[m]], score[heap[l + 1]], seq[heap[l + 1]]))
+                    m = l + 1;
+                if (m == j) break;
+                uint32_t t = heap[m];
+                heap[m] = heap[j];
+                heap[j] = t;
+                j = m;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < h; i++) out[i] = cand[heap[i]];
+}
+
+static int choose(kvc_cache *c, uint32_t g, uint32_t *victims) {
+    uint32_t *cand = c->cand, B = c->block;
+    uint32_t n = candidates(c, g, cand);
+    const uint64_t *seq = c->seq + (size_t)g * c->cap;
+    for (uint32_t i = 0; i < n; i++) c->cand_key[i] = seq[cand[i]];
+    if (n < c->chunk)
+        return kvc__fail(c, KVC_EFULL, "group %u has %u evictable units, needs %u: protection leaves no room", g, n,
+                         c->chunk);
+    if (c->pol.select) {
+        sort_by_key(cand, c->cand_key, n);
+        float *ws = NULL;
+        if ((c->pol.needs & KVC_NEED_QUERY_WINDOW) && c->mode == KVC_MODE_STORE && c->qring_n) {
+            ws = c->uscore;
+            kvc__window_scores(c, g, cand, n, ws);
+        }
+        kvc_select req = {g, n, cand, c->chunk, B, c->pos + (size_t)g * c->cap, ws, &c->rng};
+        int rc = c->pol.select(c->pstate, &req, victims);
+        if (rc) return kvc__fail(c, rc < 0 ? rc : KVC_EPOLICY, "policy '%s' select failed: %s", c->pol.name,
+                                 kvc_strerror(rc < 0 ? rc : KVC_EPOLICY));
+        /* validate: every victim a distinct candidate unit */
+        memset(c->mark, 0, c->cap);
+        for (uint32_t i = 0; i < n; i++) c->mark[cand[i]] = 1;
+        for (uint32_t i = 0; i < c->chunk; i++) {
+            uint32_t s = victims[i];
+            if (s >= c->cap || c->mark[s] != 1) {
+                memset(c->mark, 0, c->cap);
+                return kvc__fail(c, KVC_EPOLICY,
+                                 "policy '%s' select returned slot %u (victim %u of %u), which is %s", c->pol.name,
+                                 s, i, c->chunk,
+                                 s >= c->cap ? "out of range" : c->mark[s] == 2 ? "a duplicate" : "not a candidate");
+            }
+            c->mark[s] = 2;
+        }
+        return KVC_OK;
+    }
+    /* score: per-slot keep scores, summed per unit; evict the lowest */
+    if (B == 1) {
+        c->pol.score(c->pstate, g, cand, n, c->uscore);
+    } else {
+        /* a unit's score is the sum of its slots' scores, asked 64 slots at a time */
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t s[64];
+            float k[64];
+            float sum = 0.0f;
+            for (uint32_t off = 0; off < B; off += 64) {
+                uint32_t m = B - off < 64 ? B - off : 64;
+                for (uint32_t j = 0; j < m; j++) s[j] = cand[i] + off + j;
+                c->pol.score(c->pstate, g, s, m, k);
+                for (uint32_t j = 0; j < m; j++) sum += k[j];
+            }
+            c->uscore[i] = sum;
+        }
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (isnan(c->uscore[i])) c->uscore[i] = -INFINITY; /* a NaN score is never a reason to keep */
+    lowest_k(cand, c->uscore, c->cand_key, n, c->chunk, victims, c->heap);
+    return KVC_OK;
+}
+
+/* Move the resident of slot `from` to `to` within group g (STORE mode). */
+static void move_slot(kvc_cache *c, uint32_t g, uint32_t from, uint32_t to) {
+    size_t gi = (size_t)g * c->cap;
+    c->pos[gi + to] = c->pos[gi + from];
+    c->seq[gi + to] = c->seq[gi + from];
+    c->pos[gi + from] = -1;
+    c->seq[gi + from] = 0;
+    uint32_t h0 = c->n_groups == 1 ? 0 : g, h1 = c->n_groups == 1 ? c->n_kv : g + 1;
+    size_t row = (size_t)c->row_stride * c->esize;
+    for (uint32_t h = h0; h < h1; h++) {
+        size_t base = (size_t)h * c->head_stride * c->esize;
+        memcpy((char *)c->k + base + to * row, (char *)c->k + base + from * row, row);
+        memcpy((char *)c->v + base + to * row, (char *)c->v + base + from * row, row);
+    }
+    if (c->pol.on_move) c->pol.on_move(c->pstate, g, from, to);
+}
+
+static void sort_desc(uint32_t *a, uint32_t n) {
+    for (uint32_t i = 1; i < n; i++) {
+        uint32_t x = a[i], j = i;
+        while (j > 0 && a[j - 1] < x) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = x;
+    }
+}
+
+int kvc__make_room(kvc_cache *c, int64_t *evicted) {
+    uint32_t max_ev = c->chunk * c->block;
+    if (evicted)
+        for (size_t i = 0; i < (size_t)c->n_groups * max_ev; i++) evicted[i] = -1;
+    if (c->len < c->cap) return KVC_OK;
+    if (!c->pol.select && !c->pol.score)
+        return kvc__fail(c, KVC_EFULL, "cache is full (%u tokens) and policy '%s' never evicts: raise the capacity "
+                                       "or choose an evicting policy",
+                         c->cap, c->pol.name);
+    struct kvc_rng saved = c->rng;
+    for (uint32_t g = 0; g < c->n_groups; g++) {
+        int rc = choose(c, g, c->victims + (size_t)g * c->chunk);
+        if (rc) {
+            c->rng = saved;
+            return rc;
+        }
+    }
+    /* all groups validated: apply */
+    uint32_t B = c->block;
+    for (uint32_t g = 0; g < c->n_groups; g++) {
+        uint32_t *vict = c->victims + (size_t)g * c->chunk;
+        size_t gi = (size_t)g * c->cap;
+        sort_desc(vict, c->chunk);
+        uint32_t len = c->len, e = 0;
+        for (uint32_t i = 0; i < c->chunk; i++) {
+            uint32_t s0 = vict[i];
+            for (uint32_t j = 0; j < B; j++)
+                if (evicted) evicted[(size_t)g * max_ev + e++] = c->pos[gi + s0 + j];
+            if (c->mode == KVC_MODE_STORE) {
+                /* descending order: the last unit is never a victim still to come */
+                uint32_t last = len - B;
+                for (uint32_t j = 0; j < B; j++) {
+                    if (s0 != last)
+                        move_slot(c, g, last + j, s0 + j);
+                    else {
+                        c->pos[gi + s0 + j] = -1;
+                        c->seq[gi + s0 + j] = 0;
+                    }
+                }
+                len -= B;
+            } else {
+                for (uint32_t j = 0; j < B; j++) {
+                    uint32_t s = s0 + j;
+                    c->pos[gi + s] = -1;
+                    c->seq[gi + s] = 0;
+                    c->freemap[(size_t)g * c->words + s / 64] |= 1ull << (s % 64);
+                }
+            }
+        }
+    }
+    c->len -= c->chunk * B;
+    c->stats.evictions += (uint64_t)c->n_groups * c->chunk * B;
+    return KVC_OK;
+}
+
+/* Window scores (VaSE): for each recent query and each query head of the group,
+ * softmax (T=1, the cache's scale) over the candidate units' slots; mean over
+ * queries and heads; summed per unit. Renormalising over candidates is the
+ * same as a softmax restricted to them. */
+void kvc__window_scores(kvc_cache *c, uint32_t g, const uint32_t *units, uint32_t n_units, float *out) {
+    uint32_t B = c->block, d = c->d;
+    uint32_t h0 = c->n_groups == 1 ? 0 : g * c->qpg, h1 = h0 + c->qpg;
+    uint32_t ratio = c->n_q / c->n_kv;
+    float *logit = c->wlogit; /* one logit per candidate slot */
+    for (uint32_t i = 0; i < n_units; i++) out[i] = 0.0f;
+    uint32_t rows = 0;
+    for (uint32_t qi = 0; qi < c->qring_n; qi++) {
+        const float *qbase = c->qring + (size_t)qi * c->n_q * d;
+        for (uint32_t h = h0; h < h1; h++) {
+            const float *q = qbase + (size_t)h * d;
+            uint32_t kvh = h / ratio;
+            const char *kb = (const char *)c->k + (size_t)kvh * c->head_stride * c->esize;
+            float mx = -INFINITY;
+            size_t m = 0;
+            for (uint32_t u = 0; u < n_units; u++)
+                for (uint32_t j = 0; j < B; j++, m++) {
+                    const char *row = kb + (size_t)(units[u] + j) * c->row_stride * c->esize;
+                    float acc = 0.0f;
+                    if (c->dtype == KVC_DTYPE_F32) {
+                        const float *kr = (const float *)(const void *)row;
+                        for (uint32_t t = 0; t < d; t++) acc += q[t] * kr[t];
+                    } else if (c->dtype == KVC_DTYPE_F16) {
+                        const uint16_t *kr = (const uint16_t *)(const void *)row;
+                        for (uint32_t t = 0; t < d; t++) acc += q[t] * kvc__f16_to_f32(kr[t]);
+                    } else {
+                        const uint16_t *kr = (const uint16_t *)(const void *)row;
+                        for (uint32_t t = 0; t < d; t++) acc += q[t] * kvc__bf16_to_f32(kr[t]);
+                    }
+                    logit[m] = acc * c->scale;
+                    if (logit[m] > mx) mx = logit[m];
+                }
+            double sum = 0.0;
+            for (size_t t = 0; t < m; t++) {
+                logit[t] = expf(logit[t] - mx);
+                sum += logit[t];
+            }
+            float inv = (float)(1.0 / sum);
+            m = 0;
+            for (uint32_t u = 0; u < n_units; u++)
+                for (uint32_t j = 0; j < B; j++, m++) out[u] += logit[m] * inv;
+            rows++;
+        }
+    }
+    if (rows)
+        for (uint32_t i = 0; i < n_units; i++) out[i] /= (float)rows;
+}

@@ -1,0 +1,99 @@
+/* Internal declarations shared by the library's translation units. */
+#ifndef KVC_INTERNAL_H
+#define KVC_INTERNAL_H
+
+#include "kvc.h"
+
+#include <stdbool.h>
+
+#define KVC__MAX_PARAMS 16
+#define KVC__N_OPTIONS 7
+#define KVC__ALIGN 64
+
+struct kvc_rng {
+    uint64_t s[4];
+};
+void kvc__rng_seed(struct kvc_rng *rng, uint64_t seed);
+
+/* Allocation through a cache's allocator; sizes are rounded up to the alignment. */
+void *kvc__alloc(const kvc_allocator *al, size_t size);
+void kvc__free(const kvc_allocator *al, void *p);
+/* a*b (+c) with overflow detection: returns false on overflow. */
+bool kvc__mul(size_t a, size_t b, size_t *out);
+bool kvc__add(size_t a, size_t b, size_t *out);
+
+struct kvc_cache {
+    /* fixed shape */
+    uint32_t n_kv, n_q, d, cap;
+    kvc_dtype dtype;
+    kvc_mode mode;
+    kvc_policy pol; /* our copy, zero-padded past the author's struct_size */
+    kvc_allocator al;
+
+    /* options (frozen at prepare) */
+    int64_t opt[KVC__N_OPTIONS];
+    float scale;
+    double params[KVC__MAX_PARAMS];
+    bool frozen;
+
+    /* derived at freeze */
+    uint32_t n_groups, qpg, block, chunk, sink, recent, qwin, units;
+    size_t esize, row_stride, head_stride; /* row/head strides in elements */
+
+    /* memory, allocated at freeze in one block (`mem`) plus the policy state */
+    void *mem;
+    void *k, *v;        /* STORE: n_kv heads x cap rows x row_stride */
+    int64_t *pos;       /* n_groups x cap, -1 = empty */
+    uint64_t *seq;      /* n_groups x cap, insertion index of the resident */
+    uint64_t *freemap;  /* INDEX: n_groups x words, bit set = free slot */
+    uint32_t words;     /* 64-bit words per group in freemap */
+    float *weights;     /* n_q x cap softmax weights of the last attend */
+    float *mass;        /* cap: one group's mass */
+    float *obs;         /* INDEX: n_groups x cap accumulated observations */
+    uint32_t *obs_calls;/* INDEX: observe calls per group since the last reserve */
+    uint32_t *cand;     /* cap: candidate units */
+    uint64_t *cand_key; /* cap: sort keys */
+    float *uscore;      /* cap: per-unit scores */
+    uint32_t *heap;     /* cap: selection heap */
+    uint8_t *mark;      /* cap: validation marks per slot */
+    uint32_t *victims;  /* n_groups x chunk */
+    float *qring;       /* qwin x n_q x d recent queries */
+    float *wlogit;      /* (qwin x n_q) x cap window logits */
+    float *krow;        /* d floats */
+    uint32_t qring_n, qring_head;
+    void *pstate;
+
+    /* dynamic state */
+    uint32_t len;
+    uint64_t appended;
+    int64_t last_pos;
+    struct kvc_rng rng;
+    kvc_stats stats;
+    char err[192];
+};
+
+/* Record a detailed message on the cache and return `status`. */
+int kvc__fail(kvc_cache *c, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+int kvc__prepare(kvc_cache *c);
+/* Make room for one token in every group when full. `evicted` may be NULL. */
+int kvc__make_room(kvc_cache *c, int64_t *evicted);
+/* Fill a kvc_token for group g from the token's K/V (NULL allowed when not needed). */
+void kvc__token_stats(const kvc_cache *c, uint32_t g, const float *k, const float *v, kvc_token *tok);
+int kvc__check_finite(const float *x, size_t n);
+/* Is the resident in slot s of group g protected from eviction? */
+bool kvc__protected(const kvc_cache *c, uint32_t g, uint32_t s);
+/* Scores of candidate units from the query window (STORE mode). */
+void kvc__window_scores(kvc_cache *c, uint32_t g, const uint32_t *units, uint32_t n_units, float *out);
+/* Lookup of option and parameter names used by the spec parser. */
+int kvc__option_by_name(const char *name, kvc_option *key);
+int kvc__param_index(const kvc_cache *c, const char *name);
+
+/* Attention kernel entry (validated arguments). */
+int kvc__attention_heads(const kvc_attn_layout *L, uint32_t kv_begin, uint32_t kv_end, const float *q,
+                         const void *k, const void *v, float *out, float *weights, size_t weights_stride);
+
+#endif

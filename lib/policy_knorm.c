@@ -1,0 +1,48 @@
+/* knorm: attention-free key-norm eviction (Devoto et al. 2024, arXiv
+ * 2406.11430): keys with a low L2 norm draw high attention, so the largest
+ * key norm goes first. Needs no attention weights at all. */
+#include "policy_util.h"
+
+typedef struct {
+    uint32_t cap;
+    float *norm;
+} knorm_state;
+
+static size_t state_size(const kvc_policy_ctx *ctx) {
+    return kvc__hdr(sizeof(knorm_state)) + kvc__slot_arrays(ctx, 1, sizeof(float));
+}
+
+static int init(void *state, const kvc_policy_ctx *ctx) {
+    knorm_state *s = state;
+    s->cap = ctx->capacity;
+    s->norm = kvc__past_hdr(state, sizeof(knorm_state));
+    return 0;
+}
+
+static void on_insert(void *state, uint32_t g, uint32_t slot, const kvc_token *tok) {
+    knorm_state *s = state;
+    s->norm[(size_t)g * s->cap + slot] = tok->key_norm;
+}
+
+static void score(void *state, uint32_t g, const uint32_t *slots, uint32_t n, float *keep) {
+    knorm_state *s = state;
+    const float *norm = s->norm + (size_t)g * s->cap;
+    for (uint32_t i = 0; i < n; i++) keep[i] = -norm[slots[i]];
+}
+
+static void on_move(void *state, uint32_t g, uint32_t from, uint32_t to) {
+    knorm_state *s = state;
+    s->norm[(size_t)g * s->cap + to] = s->norm[(size_t)g * s->cap + from];
+}
+
+static const kvc_policy knorm = {
+    KVC__POLICY_INIT("knorm", KVC_NEED_KEY_STATS),
+    .default_sink = 4,
+    .state_size = state_size,
+    .init = init,
+    .on_insert = on_insert,
+    .score = score,
+    .on_move = on_move,
+};
+
+const kvc_policy *kvc_policy_knorm(void) { return &knorm; }

@@ -1,0 +1,25 @@
+/* random: the oblivious baseline of Wang (arXiv 2604.17935): victims drawn
+ * uniformly without replacement from the candidates (partial Fisher-Yates). */
+#include <string.h>
+
+#include "policy_util.h"
+
+static size_t state_size(const kvc_policy_ctx *ctx) { return (size_t)ctx->capacity * sizeof(uint32_t); }
+
+static int select_victims(void *state, const kvc_select *req, uint32_t *victims) {
+    uint32_t *pool = state;
+    memcpy(pool, req->candidates, req->n_candidates * sizeof *pool);
+    for (uint32_t i = 0; i < req->n_victims; i++) {
+        uint32_t j = i + kvc_rng_below(req->rng, req->n_candidates - i);
+        uint32_t t = pool[i];
+        pool[i] = pool[j];
+        pool[j] = t;
+        victims[i] = pool[i];
+    }
+    return 0;
+}
+
+static const kvc_policy random_policy = {KVC__POLICY_INIT("random", KVC_NEED_RNG), .state_size = state_size,
+                                         .select = select_victims};
+
+const kvc_policy *kvc_policy_random(void) { return &random_policy; }
