@@ -67,7 +67,10 @@ TEST_BIN := $(BUILD)/tests/kvc-test
 TEST_LIBS := -lm -lpthread
 
 EXAMPLES := $(BUILD)/examples/demo $(BUILD)/examples/minimal
-EXTRA_EXAMPLES := $(wildcard examples/*.mk)
+# Fragments (examples/*/*.mk, tests/*/*.mk, docs/*.mk) add their own targets and
+# may append to CHECK_DEPS what `make check` must build before the parts run.
+CHECK_DEPS :=
+FRAGMENTS := $(sort $(wildcard examples/*/*.mk tests/*/*.mk docs/*.mk))
 
 .PHONY: all lib check test tests demo bench asan fuzz docs install uninstall clean examples pc
 all: lib pc
@@ -118,9 +121,10 @@ $(BUILD)/examples/%: examples/%.c $(STATIC)
 	$(CC) $(TEST_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) -lm
 
 examples: $(EXAMPLES)
--include $(EXTRA_EXAMPLES)
 
-check: all tests examples
+include $(FRAGMENTS)
+
+check: all tests examples $(CHECK_DEPS)
 	@BUILD=$(BUILD) sh tests/check.sh
 
 test: check
@@ -134,10 +138,6 @@ asan:
 	$(MAKE) --no-print-directory BUILD=build/asan OUT=build/asan/lib CFLAGS="$(ASAN_FLAGS)" LDFLAGS="$(ASAN_FLAGS)" \
 	    build/asan/tests/kvc-test
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/tests/kvc-test
-
--include tests/bench/bench.mk
--include tests/fuzz/fuzz.mk
--include docs/docs.mk
 
 # ---------------------------------------------------------------- install
 install: all
