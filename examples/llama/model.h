@@ -1,0 +1,86 @@
+/* A tiny Llama-architecture transformer on top of libkvc: checkpoint and
+ * tokenizer loading (llama2.c's legacy file formats), the forward pass with
+ * one kvc_cache per layer, and sampling. Shared by the runner and the
+ * quality evaluation. */
+#ifndef LLM_MODEL_H
+#define LLM_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvc.h"
+
+enum { LLM_BOS = 1, LLM_EOS = 2 };
+
+typedef struct {
+    int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+    int head_size, kv_dim;
+    int shared_classifier; /* 1 when the classifier is the token embedding */
+} llm_config;
+
+typedef struct {
+    llm_config c;
+    float *data; /* the whole file after the header */
+    const float *tok_emb, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3, *rms_final, *wcls;
+} llm_model;
+
+typedef struct {
+    int vocab_size, max_len;
+    char **piece;   /* raw bytes of each token, NUL-terminated */
+    int *piece_len; /* their lengths */
+    float *score;   /* merge priority: higher merges first */
+    int *sorted;    /* token ids sorted by piece bytes, for lookup */
+    int byte_tok[256]; /* id of the "<0xNN>" fallback token for byte NN, or -1 */
+} llm_tokenizer;
+
+/* Per-sequence state: the layer caches and scratch buffers. */
+typedef struct {
+    const llm_model *m;
+    kvc_cache **cache; /* one per layer */
+    float *x, *xb, *q, *k, *v, *att, *h1, *h3, *logits;
+    double *inv_freq; /* head_size/2 RoPE frequencies */
+} llm_state;
+
+/* Errors: every loader returns 0 or -1 and writes a message into err. */
+int llm_model_load(llm_model *m, const char *path, char *err, size_t errlen);
+void llm_model_free(llm_model *m);
+
+int llm_tokenizer_load(llm_tokenizer *t, const char *path, int vocab_size, char *err, size_t errlen);
+void llm_tokenizer_free(llm_tokenizer *t);
+/* Encode UTF-8 text (with sentencepiece's dummy leading space) into ids,
+ * optionally after BOS. `ids` needs strlen(text) + 3 entries. Returns the
+ * count, or -1 when a byte has neither a piece nor a byte-fallback token. */
+int llm_encode(const llm_tokenizer *t, const char *text, int bos, int *ids);
+/* Bytes of `tok` as printed after `prev`: the leading space of the first
+ * piece after BOS is dropped and "<0xNN>" tokens are the raw byte NN.
+ * Returns a pointer into the tokenizer or into `byte` (2 bytes). */
+const char *llm_decode(const llm_tokenizer *t, int prev, int tok, char byte[2], int *len);
+
+/* A cache spec is a policy name and key=value options (kvc_cache_create_spec).
+ * Each layer's cache gets capacity `budget` and seed `seed` + layer unless the
+ * spec sets one. Returns 0, or a kvc status with a message in err. */
+int llm_state_init(llm_state *s, const llm_model *m, const char *spec, uint32_t budget, uint64_t seed, char *err,
+                   size_t errlen);
+void llm_state_free(llm_state *s);
+/* Run token `tok` at position `pos`; s->logits receives vocab_size logits.
+ * Returns 0 or a kvc status (the failing cache's message in err). */
+int llm_forward(llm_state *s, int tok, int pos, char *err, size_t errlen);
+/* Tokens evicted so far, summed over layers and groups. */
+uint64_t llm_state_evictions(const llm_state *s);
+
+/* Seeded generator for sampling (splitmix64 seeding, xorshift64*). */
+typedef struct {
+    uint64_t s;
+} llm_rng;
+void llm_rng_seed(llm_rng *r, uint64_t seed);
+double llm_rng_uniform(llm_rng *r); /* [0, 1) */
+
+/* Greedy when temperature <= 0; otherwise softmax(logits / temperature),
+ * restricted to the smallest top set of mass >= top_p when 0 < top_p < 1.
+ * `logits` is overwritten; `scratch` holds n ints. */
+int llm_sample(float *logits, int n, float temperature, float top_p, llm_rng *r, int *scratch);
+int llm_argmax(const float *x, int n);
+/* In-place log-softmax. */
+void llm_log_softmax(float *x, int n);
+
+#endif
