@@ -121,11 +121,12 @@ static int choose(kvc_cache *c, uint32_t g, uint32_t *victims) {
         for (uint32_t i = 0; i < c->chunk; i++) {
             uint32_t s = victims[i];
             if (s >= c->cap || c->mark[s] != 1) {
+                /* say why before the marks are cleared */
+                const char *why = s >= c->cap ? "out of range" : c->mark[s] == 2 ? "a duplicate" : "not a candidate";
                 memset(c->mark, 0, c->cap);
                 return kvc__fail(c, KVC_EPOLICY,
                                  "policy '%s' select returned slot %u (victim %u of %u), which is %s", c->pol.name,
-                                 s, i, c->chunk,
-                                 s >= c->cap ? "out of range" : c->mark[s] == 2 ? "a duplicate" : "not a candidate");
+                                 s, i, c->chunk, why);
             }
             c->mark[s] = 2;
         }
