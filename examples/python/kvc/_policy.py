@@ -1,0 +1,313 @@
+"""Eviction policies written in Python, served to the C core through the
+kvc_policy vtable.
+
+How a Python exception is kept from unwinding into C
+----------------------------------------------------
+Every callback is a ctypes trampoline that catches *everything*
+(BaseException included) and records the first exception of the C call it
+runs in. What C sees depends on what the callback can say:
+
+* ``init`` and ``select`` return a status: the exception becomes its code
+  (a raised :class:`kvc.Error` gives its own code, MemoryError gives
+  KVC_ENOMEM, anything else KVC_EPOLICY). The C call fails and, as every
+  failed libkvc call, leaves the cache exactly as it was.
+* ``score`` returns nothing: the keep-scores are filled with 0.0 for every
+  slot, so the core's tie-break evicts the oldest candidate (what ``window``
+  would do). Once ``score`` or ``select`` has failed, later ``score`` calls of
+  the same C call get the same zeros without running Python again and later
+  ``select`` calls fail at once, so one step is never decided half by the
+  policy and half by the fallback.
+* ``on_insert``, ``on_attend``, ``on_move`` and ``fini`` return nothing: the
+  notification is lost, the C call goes on.
+
+When the C call returns, the :class:`kvc.Cache` method that made it raises
+:class:`kvc.PolicyError` from the recorded exception (KeyboardInterrupt and
+other non-Exception errors are re-raised as they are). Its ``completed``
+attribute says whether the call went through (score, on_*: the token was
+appended or reserved) or was refused (init, select: nothing changed).
+
+A policy never calls back into its cache (the C contract); the binding
+enforces it by refusing such calls.
+"""
+
+import ctypes
+import re
+from array import array
+from collections import namedtuple
+from ctypes import c_char_p, c_float
+
+from . import _capi
+from ._errors import Error, Status
+
+NEED_ATTN = 0x1
+NEED_QUERY_WINDOW = 0x2
+NEED_VALUE_STATS = 0x4
+NEED_KEY_STATS = 0x8
+NEED_RNG = 0x10
+RECENT_HALF = _capi.RECENT_HALF
+
+Param = namedtuple("Param", "name default min max choices help")
+Param.__new__.__defaults__ = (None, "")
+Param.__doc__ = ("A numeric parameter of a Python policy: set through Cache(..., name=value), "
+                 "set_param() or a spec; `choices` names the values 0, 1, 2, ...")
+Token = namedtuple("Token", "pos seq key_norm value_range value_l1")
+PolicyContext = namedtuple("PolicyContext", "n_groups capacity head_dim q_per_group block chunk "
+                                            "sink recent mode params rng")
+SelectRequest = namedtuple("SelectRequest", "group candidates n_victims block positions "
+                                            "window_score rng")
+SelectRequest.__doc__ = ("One eviction: choose `n_victims` distinct entries of `candidates` (the "
+                         "first slot of each unit, oldest first). `positions` maps every slot of "
+                         "the group to its position (-1 empty); `window_score` is per candidate "
+                         "or None.")
+
+_NAME = re.compile(r"[a-z0-9_]+\Z")
+_METHODS = ("init", "on_insert", "on_attend", "score", "select", "on_move", "fini")
+
+
+class Rng:
+    """The cache's seeded generator (xoshiro256**), for policies that need randomness.
+    Valid while its cache is open; use it only inside the policy's methods."""
+
+    __slots__ = ("_p",)
+
+    def __init__(self, ptr):
+        self._p = ptr
+
+    def _ptr(self):
+        if not self._p:
+            raise Error(Status.ESTATE, "the generator's cache is closed")
+        return self._p
+
+    def next(self):
+        """The next 64 random bits."""
+        return _capi.lib.kvc_rng_next(self._ptr())
+
+    def uniform(self):
+        """A uniform float in [0, 1)."""
+        return _capi.lib.kvc_rng_uniform(self._ptr())
+
+    def below(self, bound):
+        """A uniform integer in [0, bound), without modulo bias."""
+        if not 0 <= bound < 2 ** 32:
+            raise ValueError("bound must be in [0, 2**32)")
+        return _capi.lib.kvc_rng_below(self._ptr(), bound)
+
+
+def _status_of(exc):
+    if isinstance(exc, Error) and exc.code < 0:
+        return exc.code
+    if isinstance(exc, MemoryError):
+        return int(Status.ENOMEM)
+    return int(Status.EPOLICY)
+
+
+class Policy:
+    """Base class of an eviction policy written in Python.
+
+    Override the methods you need; the ones you leave alone stay NULL in the
+    C vtable (so a policy with neither ``score`` nor ``select`` never evicts).
+    Class attributes describe the policy: ``name`` ([a-z0-9_]+), ``needs``
+    (NEED_* flags), ``default_sink``, ``default_recent`` (or RECENT_HALF),
+    ``default_chunk``, ``default_scope`` ("head" or "shared") and ``params``
+    (a sequence of :class:`kvc.Param`).
+
+    An instance keeps the state of one cache: pass the class (a fresh instance
+    per cache) or an instance not in use by another open cache. Methods run
+    inside the C call that needs them (append, attend, reserve, reset,
+    close...), serialised per cache, and must not call that cache.
+    """
+
+    name = None
+    needs = 0
+    default_sink = 0
+    default_recent = 0
+    default_chunk = 1
+    default_scope = "head"
+    params = ()
+
+    # --- the methods a policy may define --------------------------------
+    def init(self, ctx):
+        """(Re)initialise for a cache: ctx is a :class:`kvc.PolicyContext`."""
+
+    def on_insert(self, group, slot, token):
+        """A token (:class:`kvc.Token`) entered `slot` of `group`."""
+
+    def on_attend(self, group, mass):
+        """One step of attention mass for `group`, indexed by slot (array('f'))."""
+
+    def score(self, group, slots):
+        """Return one keep-score per slot (higher = keep); the lowest units go."""
+        raise NotImplementedError
+
+    def select(self, request):
+        """Return `request.n_victims` distinct candidates to evict."""
+        raise NotImplementedError
+
+    def on_move(self, group, src, dst):
+        """STORE mode: the resident of slot `src` moved to slot `dst`."""
+
+    def fini(self):
+        """The cache is closed or reset."""
+
+    # --- binding machinery ----------------------------------------------
+    def _policy_name(self):
+        n = self.name if self.name is not None else re.sub(r"[^a-z0-9_]", "",
+                                                           type(self).__name__.lower())
+        if not isinstance(n, str) or not _NAME.match(n):
+            raise ValueError("policy name %r must match [a-z0-9_]+" % (n,))
+        return n
+
+    def _vtable(self):
+        """Build (once) the C struct and its trampolines; all are kept on self."""
+        vt = self.__dict__.get("_kvc_vt")
+        if vt is not None:
+            return vt
+        keep = []  # everything the struct points to
+        p = _capi.kvc_policy()
+        p.abi_version = _capi.POLICY_ABI
+        p.struct_size = ctypes.sizeof(_capi.kvc_policy)
+        name = self._policy_name().encode()
+        keep.append(name)
+        p.name = name
+        p.needs = int(self.needs)
+        p.default_sink = int(self.default_sink)
+        p.default_recent = int(self.default_recent)
+        p.default_chunk = int(self.default_chunk)
+        scope = self.default_scope
+        p.default_scope = {"head": 0, "shared": 1}.get(scope, scope)
+        params = [q if isinstance(q, Param) else Param(*q) for q in self.params]
+        if params:
+            arr = (_capi.kvc_param * len(params))()
+            for i, q in enumerate(params):
+                pn, ph = q.name.encode(), (q.help or "").encode()
+                keep += [pn, ph]
+                arr[i].name, arr[i].help = pn, ph
+                arr[i].def_, arr[i].min, arr[i].max = q.default, q.min, q.max
+                if q.choices:
+                    ch = (c_char_p * (len(q.choices) + 1))(*[c.encode() for c in q.choices], None)
+                    keep.append(ch)
+                    arr[i].choices = ch
+            keep.append(arr)
+            p.n_params = len(params)
+            p.params = arr
+        self._kvc_params = params
+        cls = type(self)
+        for m in _METHODS:
+            # init is always wired: it also learns the capacity and the generator
+            if m == "init" or getattr(cls, m) is not getattr(Policy, m):
+                fn = getattr(_capi, m.upper() + "_FN")(getattr(self, "_cb_" + m))
+                keep.append(fn)
+                setattr(p, m, fn)
+        vt = (p, keep)
+        self._kvc_vt = vt
+        return vt
+
+    def _attach(self):
+        if self.__dict__.get("_kvc_attached"):
+            raise ValueError("policy instance %r is already used by an open cache: pass the class, "
+                             "or a new instance, for each cache" % (self,))
+        vt = self._vtable()
+        self._kvc_attached = True
+        self._kvc_pending = None
+        self._kvc_cap = 0
+        self._kvc_rng = None
+        return vt
+
+    def _detach(self):
+        if self._kvc_rng is not None:
+            self._kvc_rng._p = None
+        self._kvc_attached = False
+
+    def _take_error(self):
+        pending, self._kvc_pending = self._kvc_pending, None
+        return pending
+
+    def _record(self, where, exc):
+        if self._kvc_pending is None:
+            self._kvc_pending = (where, exc)
+        return _status_of(exc)
+
+    def _rng(self, ptr):
+        r = self._kvc_rng
+        if r is None or r._p != ptr:
+            r = self._kvc_rng = Rng(ptr)
+        return r
+
+    # --- trampolines: nothing may escape them ------------------------------
+    def _cb_init(self, state, ctxp):
+        try:
+            c = ctxp.contents
+            values = {q.name: c.params[i] for i, q in enumerate(self._kvc_params)}
+            self._kvc_cap = c.capacity
+            ctx = PolicyContext(c.n_groups, c.capacity, c.head_dim, c.q_per_group, c.block,
+                                c.chunk, c.sink, c.recent, "index" if c.mode else "store",
+                                values, self._rng(c.rng))
+            self.init(ctx)
+            return 0
+        except BaseException as e:  # noqa: B902 - must not unwind into C
+            return self._record("init", e)
+
+    def _cb_on_insert(self, state, group, slot, tokp):
+        try:
+            t = tokp.contents
+            self.on_insert(group, slot, Token(t.pos, t.seq, t.key_norm, t.value_range, t.value_l1))
+        except BaseException as e:
+            self._record("on_insert", e)
+
+    def _cb_on_attend(self, state, group, mass, n):
+        try:
+            a = array("f")
+            a.frombytes(ctypes.string_at(mass, 4 * n))
+            self.on_attend(group, a)
+        except BaseException as e:
+            self._record("on_attend", e)
+
+    def _cb_score(self, state, group, slots, n, keep):
+        out = (c_float * n).from_address(ctypes.addressof(keep.contents)) if n else None
+        if self._kvc_pending is None or self._kvc_pending[0] not in ("score", "select"):
+            try:
+                vals = self.score(group, slots[:n])
+                a = array("f", vals)
+                if len(a) != n:
+                    raise ValueError("score returned %d values for %d slots" % (len(a), n))
+                if n:
+                    ctypes.memmove(out, a.buffer_info()[0], 4 * n)
+                return
+            except BaseException as e:
+                self._record("score", e)
+        if n:
+            ctypes.memset(out, 0, 4 * n)  # all equal: the oldest candidate goes
+
+    def _cb_select(self, state, reqp, victims):
+        if self._kvc_pending is not None and self._kvc_pending[0] in ("score", "select"):
+            return int(Status.EPOLICY)
+        try:
+            r = reqp.contents
+            nc = r.n_candidates
+            ws = r.window_score[:nc] if r.window_score else None
+            req = SelectRequest(r.group, r.candidates[:nc], r.n_victims, r.block,
+                                r.positions[:self._kvc_cap], ws, self._rng(r.rng))
+            out = [int(s) for s in self.select(req)]
+            if len(out) != r.n_victims:
+                raise Error(Status.EPOLICY, "select returned %d slots, expected %d"
+                            % (len(out), r.n_victims))
+            for i, s in enumerate(out):
+                if not 0 <= s < 2 ** 32:
+                    raise Error(Status.EPOLICY, "select returned slot %d" % s)
+                victims[i] = s  # distinct candidates? the core checks that
+            return 0
+        except BaseException as e:
+            return self._record("select", e)
+
+    def _cb_on_move(self, state, group, src, dst):
+        try:
+            self.on_move(group, src, dst)
+        except BaseException as e:
+            self._record("on_move", e)
+
+    def _cb_fini(self, state):
+        try:
+            self.fini()
+        except BaseException as e:
+            self._record("fini", e)
+
