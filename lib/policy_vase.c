@@ -129,10 +129,11 @@ static int select_victims(void *state, const kvc_select *req, uint32_t *victims)
             for (uint32_t j = 0; j < B; j++) w += acc[req->candidates[i] + j];
         s->w[i] = w > 0.0f ? w : 0.0f;
     }
-    uint32_t half = s->pool / 2;
+    /* window [i - pool/2, i - pool/2 + pool - 1]: exactly `pool` wide, also when even */
+    uint32_t half = s->pool / 2, right = s->pool - 1 - half;
     for (uint32_t i = 0; i < n; i++) {
         float sum = 0.0f;
-        uint32_t lo = i >= half ? i - half : 0, hi = i + half < n ? i + half : n - 1;
+        uint32_t lo = i >= half ? i - half : 0, hi = i + right < n ? i + right : n - 1;
         for (uint32_t j = lo; j <= hi; j++) sum += s->w[j];
         s->pooled[i] = sum / (float)s->pool; /* zero padding at the ends, as avg_pool1d does */
     }
