@@ -94,11 +94,36 @@ $(OUT)/libkvc.so: $(SHARED)
 	ln -sf libkvc.so.$(VERSION) $(OUT)/$(SONAME)
 	ln -sf $(SONAME) $@
 
-# pkg-config: the installed file is relocatable (${pcfiledir}); kvc-uninstalled.pc serves in-tree builds.
-pc: $(OUT)/kvc.pc $(OUT)/kvc-uninstalled.pc
-$(OUT)/kvc.pc: pkgconfig/kvc.pc.in include/kvc.h
+# pkg-config. The kvc.pc to install is relocatable when the pkgconfig, lib and
+# include dirs all sit under prefix (paths derived from ${pcfiledir}, so a moved
+# or DESTDIR-staged tree still works); otherwise its paths are absolute. It is
+# built under $(BUILD) because it describes the install, not the build tree;
+# $(OUT)/kvc-uninstalled.pc serves in-tree builds (PKG_CONFIG_PATH=$(OUT)).
+kvc__empty :=
+kvc__space := $(kvc__empty) $(kvc__empty)
+kvc__under = $(patsubst $(abspath $(1))/%,%,$(filter $(abspath $(1))/%,$(abspath $(2))))
+PC_LIB_REL := $(call kvc__under,$(prefix),$(LIBDIR))
+PC_INC_REL := $(call kvc__under,$(prefix),$(INCLUDEDIR))
+PC_DIR_REL := $(call kvc__under,$(prefix),$(PKGCONFIGDIR))
+ifneq (,$(and $(PC_LIB_REL),$(PC_INC_REL),$(PC_DIR_REL)))
+  PC_PREFIX := $${pcfiledir}$(subst $(kvc__space),,$(patsubst %,/..,$(subst /, ,$(PC_DIR_REL))))
+  PC_LIBDIR := $${prefix}/$(PC_LIB_REL)
+  PC_INCDIR := $${prefix}/$(PC_INC_REL)
+else
+  PC_PREFIX := $(abspath $(prefix))
+  PC_LIBDIR := $(abspath $(LIBDIR))
+  PC_INCDIR := $(abspath $(INCLUDEDIR))
+endif
+PC_VARS := $(PC_PREFIX) $(PC_LIBDIR) $(PC_INCDIR)
+
+pc: $(BUILD)/pkgconfig/kvc.pc $(OUT)/kvc-uninstalled.pc
+# Rewritten only when the install dirs change, so kvc.pc follows PREFIX & co.
+.PHONY: kvc-pc-vars
+$(BUILD)/pkgconfig/kvc.vars: kvc-pc-vars
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(prefix)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	@echo '$(PC_VARS)' | cmp -s - $@ 2>/dev/null || echo '$(PC_VARS)' > $@
+$(BUILD)/pkgconfig/kvc.pc: pkgconfig/kvc.pc.in include/kvc.h $(BUILD)/pkgconfig/kvc.vars
+	sed -e 's|@PREFIX@|$(PC_PREFIX)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' -e 's|@INCLUDEDIR@|$(PC_INCDIR)|g' \
 	    -e 's|@VERSION@|$(VERSION)|g' $< > $@
 $(OUT)/kvc-uninstalled.pc: pkgconfig/kvc.pc.in include/kvc.h
 	@mkdir -p $(dir $@)
@@ -147,7 +172,7 @@ install: all
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libkvc.so.$(VERSION)
 	ln -sf libkvc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libkvc.so
-	install -m 644 $(OUT)/kvc.pc $(DESTDIR)$(PKGCONFIGDIR)/kvc.pc
+	install -m 644 $(BUILD)/pkgconfig/kvc.pc $(DESTDIR)$(PKGCONFIGDIR)/kvc.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/kvc.h $(DESTDIR)$(LIBDIR)/libkvc.a \
