@@ -454,6 +454,8 @@ KVC_API const char *kvc_cache_last_error(const kvc_cache *cache);
 /**
  * Append one token (K and V of every kv head) at position `pos`, evicting
  * through the policy when a group is full.
+ * @param cache a ::KVC_MODE_STORE cache.
+ * @param pos position of the token, greater than the previous one (>= 0).
  * @param k `n_kv_heads * head_dim` floats, converted to the storage dtype.
  * @param v same shape as `k`.
  * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_EORDER (pos not increasing),
@@ -465,6 +467,7 @@ KVC_API int kvc_cache_append(kvc_cache *cache, int64_t pos, const float *k, cons
 /**
  * Decode attention for all query heads over the resident tokens, and feed the
  * softmax weights to the policy in the same pass.
+ * @param cache a ::KVC_MODE_STORE cache holding at least one token.
  * @param q   `n_q_heads * head_dim` floats; query head h reads kv head
  *            h / (n_q_heads / n_kv_heads).
  * @param out `n_q_heads * head_dim` floats (may not alias `q`).
@@ -486,6 +489,7 @@ KVC_API int kvc_cache_attend_finish(kvc_cache *cache, const float *q);
 
 /**
  * Read a resident token's stored K and V rows, converted to f32.
+ * @param cache a ::KVC_MODE_STORE cache.
  * @param kv_head kv head whose rows to copy.
  * @param slot slot of that head's group (the kv head's own group in head
  *             scope, the single group in shared scope).
@@ -501,6 +505,8 @@ KVC_API int kvc_cache_read(const kvc_cache *cache, uint32_t kv_head, uint32_t sl
 
 /**
  * Make room for a token at `pos` and say where to write it.
+ * @param cache   a ::KVC_MODE_INDEX cache.
+ * @param pos     position of the token, greater than the previous one (>= 0).
  * @param slots   receives one slot per group (kvc_cache_groups() entries).
  * @param evicted NULL, or kvc_cache_groups() * kvc_cache_max_evictions() entries:
  *                per group, the positions evicted by this call, then -1 padding.
@@ -516,8 +522,11 @@ KVC_API int kvc_cache_reserve(kvc_cache *cache, int64_t pos, const float *k, con
  * Report attention mass per slot for one group. May be called several times
  * per step (e.g. once per layer): the calls between two reserves are averaged
  * and reach the policy as one step at the next reserve.
+ * @param cache a ::KVC_MODE_INDEX cache.
+ * @param group eviction group, < kvc_cache_groups().
  * @param mass `n` finite, non-negative values indexed by slot; `n` <= capacity.
  *             Entries of empty slots are ignored.
+ * @param n    entries in `mass` (slots `[0, n)`); slots past `n` count as 0 in this call's average.
  * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_ERANGE (bad group or n),
  *         ::KVC_ENONFINITE (negative, NaN or Inf mass; nothing recorded).
  */
@@ -539,6 +548,8 @@ KVC_API uint32_t kvc_cache_capacity(const kvc_cache *cache);
 KVC_API uint32_t kvc_cache_len(const kvc_cache *cache);
 /**
  * Copy the slot -> position map of a group (-1 for empty slots).
+ * @param cache any cache (before the first append every slot reads -1).
+ * @param group eviction group, < kvc_cache_groups().
  * @param pos receives kvc_cache_capacity() entries.
  * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_ERANGE (bad group).
  */
@@ -576,6 +587,7 @@ typedef struct kvc_attn_layout {
  * Decode attention for one token: `out[h] = softmax(scale * q[h] . K^T) . V`.
  * K and V share `layout`. Query head h reads kv head h / (n_q_heads/n_kv_heads);
  * all query heads of a kv head share one pass over its K and V rows.
+ * @param layout   shapes, dtype and strides of K and V.
  * @param q        `n_q_heads * head_dim` floats.
  * @param k,v      K and V (any alignment; 64 bytes is the fast path).
  * @param out      `n_q_heads * head_dim` floats.

@@ -1,7 +1,7 @@
 # examples/llama: a llama2.c-format runner on libkvc caches, and the quality
 # evaluation of every policy against the full cache.
 LLAMA_DIR  := $(BUILD)/examples/llama
-LLAMA_BINS := $(LLAMA_DIR)/llama
+LLAMA_BINS := $(LLAMA_DIR)/llama $(LLAMA_DIR)/eval
 LLAMA_HDRS := examples/llama/model.h include/kvc.h
 
 $(LLAMA_DIR)/%.o: examples/llama/%.c $(LLAMA_HDRS)
@@ -11,7 +11,14 @@ $(LLAMA_DIR)/%.o: examples/llama/%.c $(LLAMA_HDRS)
 $(LLAMA_DIR)/llama: $(LLAMA_DIR)/run.o $(LLAMA_DIR)/model.o $(STATIC)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
 
-.PHONY: llama
+$(LLAMA_DIR)/eval: $(LLAMA_DIR)/eval.o $(LLAMA_DIR)/model.o $(STATIC)
+	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ -lm
+
+.PHONY: llama quality
 llama: $(LLAMA_BINS)
+
+# The measured figures of docs/quality.md (a few minutes on 2 cores).
+quality: $(LLAMA_DIR)/eval
+	$(LLAMA_DIR)/eval --csv docs/quality.csv --md docs/quality-table.md --svg docs/quality.svg
 
 CHECK_DEPS += $(LLAMA_BINS)

@@ -1,0 +1,837 @@
+/* eval: what each eviction policy costs in quality on a real model.
+ *
+ * 1. Reference: `--seqs` sequences of `--len` tokens sampled (temperature 1,
+ *    seeds seed..seed+seqs-1) from BOS with the full cache; the full cache's
+ *    next-token log-probabilities at every position are kept.
+ * 2. Teacher-forced: each policy x budget re-reads every reference sequence
+ *    through caches of that capacity (one per layer). Over the positions
+ *    where eviction has happened (position >= budget): mean KL(full || policy)
+ *    of the next-token distribution, top-1 agreement with the full cache, and
+ *    the perplexity ratio exp(mean NLL_policy - mean NLL_full) of the
+ *    reference's own next tokens.
+ * 3. Free-running: `--gens` greedy generations of `--gen-len` tokens per
+ *    policy x budget, each prompted by the first `--prompt` tokens of one
+ *    reference sequence: the share that falls into a repetition loop (a 10 to
+ *    40 character phrase repeated at least 5 times in a row within the last
+ *    500 characters) and the distinct 4-gram ratio of the generated tokens.
+ *    The full cache is run the same way as the baseline.
+ *
+ * Output: CSV (stdout or --csv), optionally a markdown table (--md) and an
+ * SVG plot (--svg). Progress goes to stderr. Work items (one sequence under
+ * one setting) run on `-j` threads; every item has its own seeds, so the
+ * results do not depend on the thread count. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model.h"
+
+enum { KIND_REF, KIND_TF, KIND_FREE };
+enum { MAX_SETTINGS = 256, MAX_BUDGETS = 16, MAX_SPECS = 32 };
+
+typedef struct {
+    const char *spec; /* policy spec string */
+    uint32_t budget;
+    int baseline; /* the full cache at the full length */
+} setting;
+
+typedef struct {
+    int kind, set, idx;
+} item;
+
+typedef struct {
+    double kl, nll_pol, nll_full; /* sums over positions */
+    long top1, npos, nnll;
+    int loop;
+    double distinct4;
+    uint64_t evictions;
+} result;
+
+typedef struct {
+    const llm_model *m;
+    const llm_tokenizer *tk;
+    char model_name[64]; /* checkpoint file name without directory and .bin */
+    int len, seqs, gens, gen_len, prompt;
+    uint64_t seed;
+    int *ref_tok;  /* seqs x len */
+    float *ref_lp; /* seqs x len x vocab: full-cache log-probabilities */
+    setting set[MAX_SETTINGS];
+    int n_set;
+    item *items;
+    result *res;
+    int n_items;
+    /* the work queue */
+    pthread_mutex_t mu;
+    int next, done, total, last_pct, quiet;
+    const char *phase;
+    double t0;
+    int failed;
+    char err[600];
+} ctx;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void fail(ctx *c, const char *msg) {
+    pthread_mutex_lock(&c->mu);
+    if (!c->failed) {
+        c->failed = 1;
+        snprintf(c->err, sizeof c->err, "%s", msg);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---------------------------------------------------------------- work items */
+
+static void run_ref(ctx *c, int i) {
+    const int V = c->m->c.vocab_size;
+    char err[512];
+    llm_state st;
+    if (llm_state_init(&st, c->m, "full", (uint32_t)c->len, 0, err, sizeof err)) {
+        fail(c, err);
+        return;
+    }
+    int *scratch = malloc((size_t)V * sizeof(int));
+    float *tmp = malloc((size_t)V * sizeof(float));
+    if (!scratch || !tmp) {
+        fail(c, "out of memory");
+        goto out;
+    }
+    llm_rng rng;
+    llm_rng_seed(&rng, c->seed + (uint64_t)i);
+    int *tok = c->ref_tok + (size_t)i * c->len;
+    tok[0] = LLM_BOS;
+    for (int t = 0; t < c->len; t++) {
+        if (llm_forward(&st, tok[t], t, err, sizeof err)) {
+            fail(c, err);
+            goto out;
+        }
+        float *lp = c->ref_lp + ((size_t)i * c->len + t) * V;
+        memcpy(lp, st.logits, (size_t)V * sizeof(float));
+        llm_log_softmax(lp, V);
+        if (t + 1 < c->len) {
+            memcpy(tmp, st.logits, (size_t)V * sizeof(float));
+            tok[t + 1] = llm_sample(tmp, V, 1.0f, 1.0f, &rng, scratch);
+        }
+    }
+out:
+    free(scratch);
+    free(tmp);
+    llm_state_free(&st);
+}
+
+static void run_tf(ctx *c, const setting *s, int i, result *r) {
+    const int V = c->m->c.vocab_size;
+    char err[512];
+    llm_state st;
+    if (llm_state_init(&st, c->m, s->spec, s->budget, 1000003ull * (uint64_t)(i + 1), err, sizeof err)) {
+        fail(c, err);
+        return;
+    }
+    const int *tok = c->ref_tok + (size_t)i * c->len;
+    /* eviction has happened once more tokens than the budget were appended */
+    int start = s->baseline ? 0 : (int)s->budget;
+    for (int t = 0; t < c->len; t++) {
+        if (llm_forward(&st, tok[t], t, err, sizeof err)) {
+            fail(c, err);
+            break;
+        }
+        if (t < start) continue;
+        const float *lf = c->ref_lp + ((size_t)i * c->len + t) * V;
+        float *lp = st.logits;
+        llm_log_softmax(lp, V);
+        double kl = 0.0;
+        for (int v = 0; v < V; v++) kl += exp((double)lf[v]) * ((double)lf[v] - (double)lp[v]);
+        r->kl += kl > 0.0 ? kl : 0.0; /* clamp rounding below zero */
+        r->top1 += llm_argmax(lf, V) == llm_argmax(lp, V);
+        r->npos++;
+        if (t + 1 < c->len) {
+            r->nll_pol -= lp[tok[t + 1]];
+            r->nll_full -= lf[tok[t + 1]];
+            r->nnll++;
+        }
+    }
+    r->evictions = llm_state_evictions(&st);
+    llm_state_free(&st);
+}
+
+/* A phrase of 10..40 characters repeated >= 5 times in a row (period L over
+ * 5L characters) within the last 500 characters of s. */
+static int has_loop(const char *s, size_t n) {
+    size_t start = n > 500 ? n - 500 : 0;
+    for (size_t L = 10; L <= 40; L++) {
+        size_t run = 0;
+        for (size_t i = start; i + L < n; i++) {
+            run = s[i] == s[i + L] ? run + 1 : 0;
+            if (run >= 4 * L) return 1;
+        }
+    }
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Distinct 4-grams over all 4-grams of tok[0..n); 1 when there are none. */
+static double distinct4(const int *tok, int n, uint64_t *keys) {
+    if (n < 4) return 1.0;
+    int m = n - 3;
+    for (int i = 0; i < m; i++)
+        keys[i] = (uint64_t)(uint16_t)tok[i] << 48 | (uint64_t)(uint16_t)tok[i + 1] << 32 |
+                  (uint64_t)(uint16_t)tok[i + 2] << 16 | (uint16_t)tok[i + 3];
+    qsort(keys, (size_t)m, sizeof *keys, cmp_u64);
+    int d = 1;
+    for (int i = 1; i < m; i++) d += keys[i] != keys[i - 1];
+    return (double)d / m;
+}
+
+static void run_free(ctx *c, const setting *s, int g, result *r) {
+    const int V = c->m->c.vocab_size, n = c->gen_len;
+    char err[512];
+    llm_state st;
+    if (llm_state_init(&st, c->m, s->spec, s->budget, 7000003ull * (uint64_t)(g + 1), err, sizeof err)) {
+        fail(c, err);
+        return;
+    }
+    int *tok = malloc((size_t)n * sizeof(int));
+    uint64_t *keys = malloc((size_t)n * sizeof(uint64_t));
+    size_t cap = (size_t)n * ((size_t)c->tk->max_len + 1) + 1, len = 0;
+    char *text = malloc(cap);
+    if (!tok || !keys || !text) {
+        fail(c, "out of memory");
+        goto out;
+    }
+    const int *prompt = c->ref_tok + (size_t)(g % c->seqs) * c->len;
+    for (int t = 0; t < c->prompt && t < n; t++) tok[t] = prompt[t];
+    for (int t = 0; t + 1 < n; t++) {
+        if (llm_forward(&st, tok[t], t, err, sizeof err)) {
+            fail(c, err);
+            goto out;
+        }
+        if (t + 1 >= c->prompt) tok[t + 1] = llm_argmax(st.logits, V);
+    }
+    for (int t = 1; t < n; t++) {
+        char byte[2];
+        int bl;
+        const char *p = llm_decode(c->tk, tok[t - 1], tok[t], byte, &bl);
+        memcpy(text + len, p, (size_t)bl);
+        len += (size_t)bl;
+    }
+    r->loop = has_loop(text, len);
+    r->distinct4 = distinct4(tok + c->prompt, n - c->prompt, keys);
+    r->evictions = llm_state_evictions(&st);
+out:
+    free(tok);
+    free(keys);
+    free(text);
+    llm_state_free(&st);
+}
+
+static void *worker(void *arg) {
+    ctx *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        int k = c->failed ? c->n_items : c->next++;
+        pthread_mutex_unlock(&c->mu);
+        if (k >= c->n_items) return NULL;
+        const item *it = &c->items[k];
+        if (it->kind == KIND_REF)
+            run_ref(c, it->idx);
+        else if (it->kind == KIND_TF)
+            run_tf(c, &c->set[it->set], it->idx, &c->res[k]);
+        else
+            run_free(c, &c->set[it->set], it->idx, &c->res[k]);
+        pthread_mutex_lock(&c->mu);
+        c->done++;
+        int pct = (int)(100L * c->done / c->total);
+        if (!c->quiet && pct / 10 != c->last_pct / 10) {
+            fprintf(stderr, "eval: %s %3d%% (%d/%d items, %.1f s)\n", c->phase, pct, c->done, c->total,
+                    now() - c->t0);
+            c->last_pct = pct;
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+/* Run items[0..n) on `threads` threads. */
+static int run_items(ctx *c, item *items, result *res, int n, int threads, const char *phase) {
+    c->items = items;
+    c->res = res;
+    c->n_items = n;
+    c->next = c->done = 0;
+    c->total = n;
+    c->last_pct = 0;
+    c->phase = phase;
+    if (!c->quiet) fprintf(stderr, "eval: %s: %d items on %d thread%s\n", phase, n, threads, threads > 1 ? "s" : "");
+    pthread_t tid[64];
+    int started = 0;
+    for (int i = 1; i < threads; i++) {
+        if (pthread_create(&tid[started], NULL, worker, c) != 0) break;
+        started++;
+    }
+    worker(c);
+    for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+    return c->failed ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- summaries */
+
+typedef struct {
+    double kl, kl_se, top1, ppl_ratio, loop_rate, distinct4;
+    long positions;
+    int gens;
+} summary;
+
+static void summarise(const ctx *c, const item *items, const result *res, int n, summary *out) {
+    for (int s = 0; s < c->n_set; s++) {
+        summary *o = &out[s];
+        memset(o, 0, sizeof *o);
+        double kl = 0, nll_p = 0, nll_f = 0, m1 = 0, m2 = 0;
+        long top1 = 0, npos = 0, nnll = 0;
+        int nseq = 0, loops = 0;
+        double d4 = 0;
+        for (int k = 0; k < n; k++) {
+            if (items[k].set != s) continue;
+            const result *r = &res[k];
+            if (items[k].kind == KIND_TF) {
+                kl += r->kl, nll_p += r->nll_pol, nll_f += r->nll_full;
+                top1 += r->top1, npos += r->npos, nnll += r->nnll;
+                if (r->npos) {
+                    double mk = r->kl / (double)r->npos; /* per-sequence mean, for the standard error */
+                    m1 += mk, m2 += mk * mk, nseq++;
+                }
+            } else if (items[k].kind == KIND_FREE) {
+                loops += r->loop, d4 += r->distinct4, o->gens++;
+            }
+        }
+        o->positions = npos;
+        o->kl = npos ? kl / (double)npos : NAN;
+        o->top1 = npos ? (double)top1 / (double)npos : NAN;
+        o->ppl_ratio = nnll ? exp((nll_p - nll_f) / (double)nnll) : NAN;
+        if (nseq > 1) {
+            double mean = m1 / nseq, var = (m2 - nseq * mean * mean) / (nseq - 1);
+            o->kl_se = sqrt(var > 0 ? var / nseq : 0);
+        }
+        o->loop_rate = o->gens ? (double)loops / o->gens : NAN;
+        o->distinct4 = o->gens ? d4 / o->gens : NAN;
+    }
+}
+
+static void csv_field(FILE *f, const char *s) {
+    if (!strpbrk(s, ",\"\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void write_csv(FILE *f, const ctx *c, const summary *sm) {
+    fprintf(f, "policy,budget,kl,top1,ppl_ratio,loop_rate,distinct4,kl_se,positions,gens\n");
+    for (int s = 0; s < c->n_set; s++) {
+        csv_field(f, c->set[s].spec);
+        fprintf(f, ",%u,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%ld,%d\n", c->set[s].budget, sm[s].kl, sm[s].top1,
+                sm[s].ppl_ratio, sm[s].loop_rate, sm[s].distinct4, sm[s].kl_se, sm[s].positions, sm[s].gens);
+    }
+}
+
+static void fmt(char *buf, size_t n, const char *f, double v) {
+    if (isnan(v))
+        snprintf(buf, n, "-");
+    else
+        snprintf(buf, n, f, v);
+}
+
+static void write_md(FILE *f, const ctx *c, const summary *sm) {
+    fprintf(f,
+            "Reference: %d sequences of %d tokens sampled at temperature 1 (seeds %llu..%llu). "
+            "Teacher-forced metrics over positions >= budget; free-running: %d greedy generations of %d tokens "
+            "from %d-token prompts.\n\n",
+            c->seqs, c->len, (unsigned long long)c->seed, (unsigned long long)(c->seed + (uint64_t)c->seqs - 1),
+            c->gens, c->gen_len, c->prompt);
+    fprintf(f, "| policy | budget | KL(full ‖ policy) | ± s.e. | top-1 agree | ppl ratio | loop rate | distinct-4 |\n");
+    fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int s = 0; s < c->n_set; s++) {
+        char kl[32], se[32], t1[32], pr[32], lr[32], d4[32];
+        fmt(kl, sizeof kl, "%.4f", sm[s].kl);
+        fmt(se, sizeof se, "%.4f", sm[s].kl_se);
+        fmt(t1, sizeof t1, "%.3f", sm[s].top1);
+        fmt(pr, sizeof pr, "%.3f", sm[s].ppl_ratio);
+        fmt(lr, sizeof lr, "%.3f", sm[s].loop_rate);
+        fmt(d4, sizeof d4, "%.3f", sm[s].distinct4);
+        fprintf(f, "| %s%s | %u | %s | %s | %s | %s | %s | %s |\n", c->set[s].spec,
+                c->set[s].baseline ? " (baseline)" : "", c->set[s].budget, kl, se, t1, pr, lr, d4);
+    }
+}
+
+/* ---------------------------------------------------------------- SVG plot */
+
+static void xml_text(FILE *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '&')
+            fputs("&amp;", f);
+        else if (*s == '<')
+            fputs("&lt;", f);
+        else if (*s == '>')
+            fputs("&gt;", f);
+        else if (*s == '"')
+            fputs("&quot;", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+typedef struct {
+    double x0, y0, w, h;     /* plot area in pixels */
+    double bmin, bmax;       /* log2 budget range */
+    double ymin, ymax;       /* data range (log10 when logy) */
+    int logy;
+} panel;
+
+static double px(const panel *p, double budget) {
+    double b = log2(budget);
+    return p->bmax > p->bmin ? p->x0 + (b - p->bmin) / (p->bmax - p->bmin) * p->w : p->x0 + p->w / 2;
+}
+static double py(const panel *p, double v) {
+    double y = p->logy ? log10(v > 0 ? v : pow(10, p->ymin)) : v;
+    return p->y0 + p->h - (y - p->ymin) / (p->ymax - p->ymin) * p->h;
+}
+
+static const char *const colours[] = {"#1f5fbf", "#d62f1f", "#808080", "#f08c00", "#8e44ad",
+                                      "#8b5a2b", "#e0479e", "#1e9e3a", "#17a2b8", "#000000"};
+
+static void draw_panel(FILE *f, const ctx *c, const summary *sm, const panel *p, int which, const char *title,
+                       const char *ylabel, const uint32_t *budgets, int nb) {
+    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n",
+            p->x0, p->y0, p->w, p->h);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n",
+            p->x0 + p->w / 2, p->y0 - 12, title);
+    /* x ticks: the budgets */
+    for (int i = 0; i < nb; i++) {
+        double x = px(p, budgets[i]);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", x, p->y0, x,
+                p->y0 + p->h);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">%u</text>\n", x,
+                p->y0 + p->h + 16, budgets[i]);
+    }
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">budget (tokens per kv head, "
+               "each layer)</text>\n",
+            p->x0 + p->w / 2, p->y0 + p->h + 36);
+    /* y ticks */
+    if (p->logy) {
+        for (int e = (int)floor(p->ymin); e <= (int)ceil(p->ymax); e++)
+            for (int m = 1; m <= 5; m += (m == 1 ? 1 : 3)) { /* 1, 2, 5 */
+                double v = m * pow(10, e), y = log10(v);
+                if (y < p->ymin - 1e-9 || y > p->ymax + 1e-9) continue;
+                fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", p->x0,
+                        py(p, v), p->x0 + p->w, py(p, v));
+                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"12\">%g</text>\n",
+                        p->x0 - 6, py(p, v) + 4, v);
+            }
+    } else {
+        double step = p->ymax - p->ymin > 0.35 ? 0.1 : 0.05;
+        for (double v = p->ymin; v <= p->ymax + 1e-9; v += step) {
+            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", p->x0,
+                    py(p, v), p->x0 + p->w, py(p, v));
+            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"12\">%.2f</text>\n", p->x0 - 6,
+                    py(p, v) + 4, v);
+        }
+    }
+    fprintf(f,
+            "<text transform=\"translate(%.1f,%.1f) rotate(-90)\" text-anchor=\"middle\" font-size=\"13\">%s</text>\n",
+            p->x0 - 58, p->y0 + p->h / 2, ylabel);
+    /* one polyline per policy spec, in order of first appearance */
+    int colour = 0;
+    for (int s = 0; s < c->n_set; s++) {
+        if (c->set[s].baseline) continue;
+        int first = 1;
+        for (int t = 0; t < s; t++)
+            if (!c->set[t].baseline && strcmp(c->set[t].spec, c->set[s].spec) == 0) first = 0;
+        if (!first) continue;
+        const char *col = colours[colour++ % 10];
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
+        for (int t = s; t < c->n_set; t++) {
+            if (c->set[t].baseline || strcmp(c->set[t].spec, c->set[s].spec)) continue;
+            double v = which ? sm[t].kl : sm[t].top1;
+            if (!isnan(v)) fprintf(f, "%.1f,%.1f ", px(p, c->set[t].budget), py(p, v));
+        }
+        fprintf(f, "\"/>\n");
+        for (int t = s; t < c->n_set; t++) {
+            if (c->set[t].baseline || strcmp(c->set[t].spec, c->set[s].spec)) continue;
+            double v = which ? sm[t].kl : sm[t].top1;
+            if (!isnan(v))
+                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", px(p, c->set[t].budget),
+                        py(p, v), col);
+        }
+    }
+}
+
+/* log10 of the nearest 1, 2 or 5 x 10^e at or below (up = 0) or above (up = 1) v. */
+static double nice_log(double v, int up) {
+    double e = floor(log10(v)), best = up ? e + 1 : e;
+    static const double m[] = {1, 2, 5, 10};
+    for (int i = 0; i < 4; i++) {
+        double c = e + log10(m[i]);
+        if (up && c >= log10(v) - 1e-12 && c < best) best = c;
+        if (!up && c <= log10(v) + 1e-12 && c > best) best = c;
+    }
+    return best;
+}
+
+static void write_svg(FILE *f, const ctx *c, const summary *sm, const uint32_t *budgets, int nb) {
+    double t1min = 1.0, klmin = INFINITY, klmax = 0.0;
+    for (int s = 0; s < c->n_set; s++) {
+        if (c->set[s].baseline) continue;
+        if (!isnan(sm[s].top1) && sm[s].top1 < t1min) t1min = sm[s].top1;
+        if (sm[s].kl > 0 && sm[s].kl < klmin) klmin = sm[s].kl;
+        if (sm[s].kl > klmax) klmax = sm[s].kl;
+    }
+    if (!(klmax > 0)) klmin = 0.01, klmax = 1;
+    double bmin = log2(budgets[0]), bmax = log2(budgets[nb - 1]);
+    panel a = {80, 60, 380, 300, bmin, bmax, floor(t1min * 10 - 1e-9) / 10, 1.0, 0};
+    if (a.ymin < 0) a.ymin = 0;
+    if (a.ymax - a.ymin < 0.1) a.ymin = a.ymax - 0.1;
+    panel b = {590, 60, 380, 300, bmin, bmax, nice_log(klmin, 0), nice_log(klmax, 1), 1};
+    if (b.ymax <= b.ymin) b.ymax = b.ymin + 1;
+    int n_pol = 0;
+    for (int s = 0; s < c->n_set; s++) {
+        int first = !c->set[s].baseline;
+        for (int t = 0; t < s && first; t++)
+            if (!c->set[t].baseline && strcmp(c->set[t].spec, c->set[s].spec) == 0) first = 0;
+        n_pol += first;
+    }
+    size_t longest = 6;
+    for (int s = 0; s < c->n_set; s++)
+        if (strlen(c->set[s].spec) > longest) longest = strlen(c->set[s].spec);
+    double height = 440 > 80 + 22 * n_pol ? 440 : 80 + 22 * n_pol, width = 1060 + 8.0 * (double)longest;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+               "font-family=\"Helvetica, Arial, sans-serif\">\n",
+            width, height);
+    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    fprintf(f, "<text x=\"520\" y=\"24\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">"
+               "Eviction policies vs the full cache: %s, %d teacher-forced sequences of %d tokens</text>\n",
+            c->model_name, c->seqs, c->len);
+    draw_panel(f, c, sm, &a, 0, "Top-1 agreement with the full cache", "top-1 agreement (higher is better)",
+               budgets, nb);
+    draw_panel(f, c, sm, &b, 1, "KL(full || policy) of the next token", "mean KL, nats (log scale; lower is better)",
+               budgets, nb);
+    /* legend */
+    int colour = 0, row = 0;
+    fprintf(f, "<text x=\"1010\" y=\"66\" font-size=\"13\" font-weight=\"bold\">policy</text>\n");
+    for (int s = 0; s < c->n_set; s++) {
+        int first = !c->set[s].baseline;
+        for (int t = 0; t < s && first; t++)
+            if (!c->set[t].baseline && strcmp(c->set[t].spec, c->set[s].spec) == 0) first = 0;
+        if (!first) continue;
+        double y = 86 + 22 * row++;
+        fprintf(f, "<line x1=\"1010\" y1=\"%.1f\" x2=\"1034\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n", y,
+                y, colours[colour++ % 10]);
+        fprintf(f, "<text x=\"1040\" y=\"%.1f\" font-size=\"13\">", y + 4);
+        xml_text(f, c->set[s].spec);
+        fprintf(f, "</text>\n");
+    }
+    fprintf(f, "</svg>\n");
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: eval [options]\n"
+            "  -m PATH, -z PATH    checkpoint and tokenizer (default $KVC_MODEL_DIR or\n"
+            "                      ../shared/models/stories260K: stories260K.bin, tok512.bin)\n"
+            "  --policies LIST     comma-separated policy names (default: every built-in but full)\n"
+            "  --policy SPEC       add one policy spec, e.g. \"h2o norm=lifetime\" (repeatable)\n"
+            "  --budgets LIST      comma-separated capacities (default 32,64,128,256)\n"
+            "  --seqs N            reference sequences (default 16)\n"
+            "  --len N             tokens per reference sequence (default: the model's seq_len)\n"
+            "  --gens N            free-running generations per setting, <= seqs; 0 = skip (default 16)\n"
+            "  --gen-len N         tokens per generation, prompt included (default: --len)\n"
+            "  --prompt N          prompt tokens taken from a reference sequence (default 8)\n"
+            "  --seed N            first reference seed (default 1)\n"
+            "  -j N                threads (default 2)\n"
+            "  --csv FILE          CSV output (default stdout)\n"
+            "  --md FILE           markdown table\n"
+            "  --svg FILE          SVG plot (top-1 agreement and KL vs budget)\n"
+            "  -q                  no progress on stderr\n"
+            "  --loop-test         read text on stdin, print \"loop\" or \"no loop\" (the detector alone)\n");
+}
+
+static int parse_int(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static FILE *open_out(const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) fprintf(stderr, "eval: cannot write %s: %s\n", path, strerror(errno));
+    return f;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    const char *model_path = NULL, *tok_path = NULL, *csv_path = NULL, *md_path = NULL, *svg_path = NULL;
+    const char *policies = NULL, *budget_list = "32,64,128,256";
+    const char *specs[MAX_SPECS];
+    int n_specs = 0;
+    long seqs = 16, len = 0, gens = 16, gen_len = 0, prompt = 8, seed = 1, threads = 2;
+    int quiet = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "-q")) {
+            quiet = 1;
+            continue;
+        }
+        if (!strcmp(a, "--loop-test")) {
+            size_t cap = 1 << 16, n = 0, got;
+            char *buf = malloc(cap), *grown;
+            while (buf && (got = fread(buf + n, 1, cap - n, stdin)) > 0)
+                if ((n += got) == cap) {
+                    grown = realloc(buf, cap *= 2);
+                    if (!grown) free(buf);
+                    buf = grown;
+                }
+            if (!buf) {
+                fprintf(stderr, "eval: out of memory\n");
+                return 1;
+            }
+            puts(has_loop(buf, n) ? "loop" : "no loop");
+            free(buf);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "eval: %s needs a value (or is unknown)\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (!strcmp(a, "-m"))
+            model_path = v;
+        else if (!strcmp(a, "-z"))
+            tok_path = v;
+        else if (!strcmp(a, "--policies"))
+            policies = v;
+        else if (!strcmp(a, "--policy")) {
+            if (n_specs == MAX_SPECS) {
+                fprintf(stderr, "eval: at most %d --policy options\n", MAX_SPECS);
+                return 2;
+            }
+            specs[n_specs++] = v;
+        } else if (!strcmp(a, "--budgets"))
+            budget_list = v;
+        else if (!strcmp(a, "--seqs"))
+            bad = parse_int(v, 1, 100000, &seqs);
+        else if (!strcmp(a, "--len"))
+            bad = parse_int(v, 2, 1L << 20, &len);
+        else if (!strcmp(a, "--gens"))
+            bad = parse_int(v, 0, 100000, &gens);
+        else if (!strcmp(a, "--gen-len"))
+            bad = parse_int(v, 2, 1L << 20, &gen_len);
+        else if (!strcmp(a, "--prompt"))
+            bad = parse_int(v, 1, 1L << 20, &prompt);
+        else if (!strcmp(a, "--seed"))
+            bad = parse_int(v, 0, 0x7fffffffL, &seed);
+        else if (!strcmp(a, "-j"))
+            bad = parse_int(v, 1, 64, &threads);
+        else if (!strcmp(a, "--csv"))
+            csv_path = v;
+        else if (!strcmp(a, "--md"))
+            md_path = v;
+        else if (!strcmp(a, "--svg"))
+            svg_path = v;
+        else {
+            fprintf(stderr, "eval: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "eval: bad value '%s' for %s\n", v, a);
+            return 2;
+        }
+        i++;
+    }
+
+    char dflt_model[4096], dflt_tok[4096], err[512];
+    const char *dir = getenv("KVC_MODEL_DIR");
+    if (!dir || !*dir) dir = "../shared/models/stories260K";
+    snprintf(dflt_model, sizeof dflt_model, "%s/stories260K.bin", dir);
+    snprintf(dflt_tok, sizeof dflt_tok, "%s/tok512.bin", dir);
+    if (!model_path) model_path = dflt_model;
+    if (!tok_path) tok_path = dflt_tok;
+
+    /* budgets */
+    uint32_t budgets[MAX_BUDGETS];
+    int nb = 0;
+    {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", budget_list);
+        for (char *p = strtok(buf, ","); p; p = strtok(NULL, ",")) {
+            long b;
+            if (nb == MAX_BUDGETS || parse_int(p, 1, 1L << 30, &b)) {
+                fprintf(stderr, "eval: bad budget list '%s' (at most %d positive integers)\n", budget_list,
+                        MAX_BUDGETS);
+                return 2;
+            }
+            budgets[nb++] = (uint32_t)b;
+        }
+        if (!nb) {
+            fprintf(stderr, "eval: empty budget list\n");
+            return 2;
+        }
+        qsort(budgets, (size_t)nb, sizeof *budgets, cmp_u32);
+    }
+
+    static ctx c; /* large: keep it off the stack */
+    pthread_mutex_init(&c.mu, NULL);
+    c.quiet = quiet;
+    llm_model m;
+    llm_tokenizer tk;
+    if (llm_model_load(&m, model_path, err, sizeof err)) {
+        fprintf(stderr, "eval: %s\n", err);
+        return 1;
+    }
+    if (llm_tokenizer_load(&tk, tok_path, m.c.vocab_size, err, sizeof err)) {
+        fprintf(stderr, "eval: %s\n", err);
+        llm_model_free(&m);
+        return 1;
+    }
+    if (!len) len = m.c.seq_len;
+    if (!gen_len) gen_len = len;
+    if (gens > seqs) {
+        fprintf(stderr, "eval: --gens %ld exceeds --seqs %ld (each generation is prompted by its own sequence)\n",
+                gens, seqs);
+        return 2;
+    }
+    if (prompt >= gen_len || prompt > len) {
+        fprintf(stderr, "eval: --prompt %ld must be shorter than --gen-len %ld and at most --len %ld\n", prompt,
+                gen_len, len);
+        return 2;
+    }
+    {
+        const char *base = strrchr(model_path, '/');
+        base = base ? base + 1 : model_path;
+        size_t n = strlen(base);
+        if (n > 4 && strcmp(base + n - 4, ".bin") == 0) n -= 4;
+        if (n >= sizeof c.model_name) n = sizeof c.model_name - 1;
+        memcpy(c.model_name, base, n);
+        /* the name goes into XML: keep it to safe characters */
+        for (size_t i = 0; i < n; i++)
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+", c.model_name[i]))
+                c.model_name[i] = '_';
+    }
+    c.m = &m, c.tk = &tk, c.len = (int)len, c.seqs = (int)seqs, c.gens = (int)gens, c.gen_len = (int)gen_len;
+    c.prompt = (int)prompt, c.seed = (uint64_t)seed;
+
+    /* settings: the full-cache baseline, then every policy at every budget */
+    char *names = NULL;
+    const char *list[MAX_SPECS * 2];
+    int n_list = 0;
+    if (policies || !n_specs) {
+        if (policies) {
+            names = malloc(strlen(policies) + 1);
+            if (!names) return 1;
+            strcpy(names, policies);
+            for (char *p = strtok(names, ","); p && n_list < MAX_SPECS; p = strtok(NULL, ",")) list[n_list++] = p;
+        } else {
+            for (size_t i = 0; kvc_policy_at(i) && n_list < MAX_SPECS; i++)
+                if (strcmp(kvc_policy_at(i)->name, "full") != 0) list[n_list++] = kvc_policy_at(i)->name;
+        }
+    }
+    for (int i = 0; i < n_specs; i++) list[n_list++] = specs[i];
+    c.set[c.n_set++] = (setting){"full", (uint32_t)(len > gen_len ? len : gen_len), 1};
+    for (int p = 0; p < n_list; p++)
+        for (int b = 0; b < nb; b++) {
+            if (c.n_set == MAX_SETTINGS) {
+                fprintf(stderr, "eval: too many policy x budget settings (max %d)\n", MAX_SETTINGS);
+                return 2;
+            }
+            c.set[c.n_set++] = (setting){list[p], budgets[b], 0};
+        }
+    /* check every spec at every budget up front: a typo fails in milliseconds */
+    for (int s = 1; s < c.n_set; s++) {
+        llm_state st;
+        if (llm_state_init(&st, &m, c.set[s].spec, c.set[s].budget, 0, err, sizeof err)) {
+            fprintf(stderr, "eval: %s\n", err);
+            return 2;
+        }
+        llm_state_free(&st);
+    }
+
+    FILE *csv = stdout, *md = NULL, *svg = NULL;
+    if ((csv_path && !(csv = open_out(csv_path))) || (md_path && !(md = open_out(md_path))) ||
+        (svg_path && !(svg = open_out(svg_path))))
+        return 1;
+
+    (void)kvc_active_isa(); /* choose the kernel before the threads start */
+    c.ref_tok = malloc((size_t)seqs * (size_t)len * sizeof(int));
+    c.ref_lp = malloc((size_t)seqs * (size_t)len * (size_t)m.c.vocab_size * sizeof(float));
+    int n_items = (int)seqs + c.n_set * (int)(seqs + gens);
+    item *items = calloc((size_t)n_items, sizeof *items);
+    result *res = calloc((size_t)n_items, sizeof *res);
+    if (!c.ref_tok || !c.ref_lp || !items || !res) {
+        fprintf(stderr, "eval: out of memory\n");
+        return 1;
+    }
+    c.t0 = now();
+    int k = 0;
+    for (int i = 0; i < seqs; i++) items[k++] = (item){KIND_REF, -1, i};
+    if (run_items(&c, items, res, (int)seqs, (int)threads, "reference sequences")) goto failed;
+    int work0 = k;
+    for (int s = 0; s < c.n_set; s++)
+        for (int i = 0; i < seqs; i++) items[k++] = (item){KIND_TF, s, i};
+    for (int s = 0; s < c.n_set; s++)
+        for (int g = 0; g < gens; g++) items[k++] = (item){KIND_FREE, s, g};
+    if (run_items(&c, items + work0, res + work0, k - work0, (int)threads, "teacher-forced and free-running"))
+        goto failed;
+
+    summary *sm = calloc((size_t)c.n_set, sizeof *sm);
+    if (!sm) return 1;
+    summarise(&c, items + work0, res + work0, k - work0, sm);
+    write_csv(csv, &c, sm);
+    if (md) write_md(md, &c, sm);
+    if (svg) write_svg(svg, &c, sm, budgets, nb);
+    int rc = 0;
+    if (csv != stdout && fclose(csv)) rc = 1;
+    if (md && fclose(md)) rc = 1;
+    if (svg && fclose(svg)) rc = 1;
+    if (rc) fprintf(stderr, "eval: error writing the output files\n");
+    if (!quiet) fprintf(stderr, "eval: done in %.1f s\n", now() - c.t0);
+    free(sm);
+    free(items);
+    free(res);
+    free(c.ref_tok);
+    free(c.ref_lp);
+    free(names);
+    llm_tokenizer_free(&tk);
+    llm_model_free(&m);
+    return rc;
+failed:
+    fprintf(stderr, "eval: %s\n", c.err);
+    return 1;
+}
