@@ -240,8 +240,15 @@ _release_buffer.argtypes = [POINTER(Py_buffer)]
 _release_buffer.restype = None
 
 
+_char_from_buffer = ctypes.c_char.from_buffer
+_addressof = ctypes.addressof
+
+
 def address(mv):
-    """Address of the first byte of a C-contiguous memoryview (which stays the owner)."""
+    """Address of the first byte of a non-empty C-contiguous memoryview (which
+    stays the owner and keeps the memory pinned)."""
+    if not mv.readonly:
+        return _addressof(_char_from_buffer(mv))  # the fast path, writable buffers only
     view = Py_buffer()
     _get_buffer(mv, ctypes.byref(view), 0)  # PyBUF_SIMPLE: contiguity already checked
     try:
