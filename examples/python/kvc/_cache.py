@@ -250,6 +250,9 @@ class Cache:
     # ------------------------------------------------------------ lifecycle
     def close(self):
         """Free the C cache (idempotent). A Python policy's fini runs here."""
+        if self._owner == threading.get_ident():
+            raise Error(Status.EINVAL, "close called from inside a policy callback of the same "
+                                       "cache: a policy must not call back into its cache")
         with self._lock:
             if self._h[0] is None:
                 return

@@ -134,12 +134,15 @@ class Flaky(kvc.Policy):
             raise KeyboardInterrupt
         if self.fail == "reenter":
             len(self.cache)
+        if self.fail == "close":
+            self.cache.close()
         return req.candidates[:req.n_victims]
 
 
 @pytest.mark.parametrize("fail,code,cause", [
     ("raise", "EPOLICY", RuntimeError), ("count", "EPOLICY", kvc.Error),
-    ("enomem", "ENOMEM", kvc.Error), ("reenter", "EINVAL", kvc.Error)])
+    ("enomem", "ENOMEM", kvc.Error), ("reenter", "EINVAL", kvc.Error),
+    ("close", "EINVAL", kvc.Error)])
 def test_select_errors_become_status_codes_and_change_nothing(fail, code, cause):
     pol = Flaky()
     with full_cache(pol) as c:
