@@ -13,7 +13,8 @@ for cc in gcc clang; do
     ran=$((ran + 1))
     log=$BUILD/$cc/build.log
     mkdir -p "$BUILD/$cc"
-    if make --no-print-directory -j2 CC=$cc BUILD="$BUILD/$cc" OUT="$BUILD/$cc/lib" \
+    # -O2 as the default build (some warnings need the optimiser); no -g: not needed here
+    if make --no-print-directory -j2 CC=$cc CFLAGS=-O2 BUILD="$BUILD/$cc" OUT="$BUILD/$cc/lib" \
         all tests examples integration custom_policy >"$log" 2>&1; then
         # compiler and linker warnings; not make's own (e.g. about the jobserver)
         if grep -i 'warning:' "$log" | grep -v '^make'; then
