@@ -1,0 +1,20 @@
+# examples/pointer_chase: the pointer-chasing lab (docs/pointer_chase.md).
+PC_DIR  := $(BUILD)/examples/pointer_chase.d
+PC_BIN  := $(BUILD)/examples/pointer_chase
+PC_SRCS := $(wildcard examples/pointer_chase/*.c)
+PC_OBJS := $(PC_SRCS:examples/pointer_chase/%.c=$(PC_DIR)/%.o)
+
+$(PC_DIR)/%.o: examples/pointer_chase/%.c $(wildcard examples/pointer_chase/*.h) include/kvc.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(WARN) -Iinclude $(CFLAGS) -c $< -o $@
+
+$(PC_BIN): $(PC_OBJS) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
+
+.PHONY: pointer-chase
+# The default run quoted in docs/pointer_chase.md.
+pointer-chase: $(PC_BIN)
+	$(PC_BIN)
+
+CHECK_DEPS += $(PC_BIN)
