@@ -1,12 +1,20 @@
 /* Kernel dispatch (compiled with baseline flags): picks the best ISA the CPU
- * supports once, honours KVC_FORCE_ISA, and validates the public arguments. */
+ * and OS support once, honours KVC_FORCE_ISA, and validates the public
+ * arguments. Every table entry is a kernel compiled into this build, and the
+ * scalar one is always there, so the chosen function is never NULL. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "attn/attn.h"
 #include "internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define KVC__X86 1
+#include <cpuid.h>
+#endif
 
 typedef struct {
     const char *name;
@@ -16,12 +24,58 @@ typedef struct {
 
 static bool always(void) { return true; }
 
+#ifdef KVC__X86
+/* XCR0: which register states the OS saves on context switch. A CPU may
+ * have AVX-512 while the OS (or hypervisor) leaves ZMM state disabled; then
+ * the instructions fault, so cpuid bits alone are not enough. */
+static uint64_t xcr0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static bool leaf7(uint32_t *ebx) {
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, NULL) < 7) return false;
+    __cpuid_count(7, 0, a, b, c, d);
+    *ebx = b;
+    return true;
+}
+
+/* AVX2 + FMA + F16C, with XMM and YMM state enabled. */
+static bool has_avx2(void) {
+    unsigned a, b, c, d;
+    uint32_t b7;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const unsigned need1 = (1u << 12) | (1u << 27) | (1u << 28) | (1u << 29); /* FMA OSXSAVE AVX F16C */
+    if ((c & need1) != need1) return false;
+    if ((xcr0() & 0x6) != 0x6) return false;
+    return leaf7(&b7) && (b7 & (1u << 5)); /* AVX2 */
+}
+
+/* AVX-512 F, DQ, BW, VL, with opmask and both ZMM state components enabled. */
+static bool has_avx512(void) {
+    uint32_t b7;
+    if (!has_avx2() || (xcr0() & 0xe6) != 0xe6) return false;
+    const uint32_t need7 = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);
+    return leaf7(&b7) && (b7 & need7) == need7;
+}
+#endif
+
+/* Ordered from least to most preferred. */
 static const isa_entry isas[] = {
     {"scalar", kvc__attn_scalar, always},
+#ifdef KVC__X86
+    {"avx2", kvc__attn_avx2, has_avx2},
+    {"avx512", kvc__attn_avx512, has_avx512},
+#endif
+#if defined(__aarch64__)
+    {"neon", kvc__attn_neon, always}, /* NEON is mandatory on AArch64 */
+#endif
 };
 #define N_ISAS (sizeof isas / sizeof isas[0])
 
-static const isa_entry *active;
+static _Atomic(const isa_entry *) active;
 
 static const isa_entry *best(void) {
     for (size_t i = N_ISAS; i-- > 0;)
@@ -30,14 +84,15 @@ static const isa_entry *best(void) {
 }
 
 static const isa_entry *pick(void) {
-    const isa_entry *e = active;
+    const isa_entry *e = atomic_load_explicit(&active, memory_order_acquire);
     if (e) return e;
     const char *force = getenv("KVC_FORCE_ISA");
     e = best();
     if (force && *force && strcmp(force, "auto") != 0)
         for (size_t i = 0; i < N_ISAS; i++)
             if (strcmp(force, isas[i].name) == 0 && isas[i].supported()) e = &isas[i];
-    active = e; /* benign race: every thread computes the same answer */
+    /* threads racing here all compute the same answer */
+    atomic_store_explicit(&active, e, memory_order_release);
     return e;
 }
 
@@ -45,13 +100,13 @@ const char *kvc_active_isa(void) { return pick()->name; }
 
 int kvc_set_isa(const char *isa) {
     if (!isa || strcmp(isa, "auto") == 0) {
-        active = best();
+        atomic_store_explicit(&active, best(), memory_order_release);
         return KVC_OK;
     }
     for (size_t i = 0; i < N_ISAS; i++)
         if (strcmp(isa, isas[i].name) == 0) {
             if (!isas[i].supported()) return KVC_ENOTSUP;
-            active = &isas[i];
+            atomic_store_explicit(&active, &isas[i], memory_order_release);
             return KVC_OK;
         }
     static const char *const known[] = {"avx2", "avx512", "neon"};

@@ -1,6 +1,7 @@
 /* Portable scalar kernel: the reference every SIMD path is tested against and
  * the fallback on any CPU. Online softmax over tiles of keys; the query heads
- * of a group (up to 8 at a time) share each pass over a K and V row. */
+ * of a group (up to 8 at a time) share each pass over a K and V row. Kept
+ * deliberately simple: the SIMD kernels follow the same tile structure. */
 #include <math.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 
 #define TILE 64
 #define HEADS 8
+#define CHUNK 64 /* output columns summed per tile at a time */
 
 static inline float load(const void *base, size_t i, kvc_dtype dt) {
     if (dt == KVC_DTYPE_F32) return ((const float *)base)[i];
@@ -19,7 +21,7 @@ static inline float load(const void *base, size_t i, kvc_dtype dt) {
 static void heads(const kvc__attn_job *job, uint32_t h0, uint32_t nh) {
     const uint32_t d = job->d, n = job->n;
     const size_t esz = job->dtype == KVC_DTYPE_F32 ? 4 : 2;
-    float m[HEADS], l[HEADS], s[HEADS][TILE];
+    float m[HEADS], l[HEADS], corr[HEADS], s[HEADS][TILE], acc[HEADS][CHUNK];
     for (uint32_t h = 0; h < nh; h++) {
         m[h] = -INFINITY;
         l[h] = 0.0f;
@@ -31,31 +33,39 @@ static void heads(const kvc__attn_job *job, uint32_t h0, uint32_t nh) {
             const void *kr = (const char *)job->k + (size_t)(j0 + j) * job->row_stride * esz;
             for (uint32_t h = 0; h < nh; h++) {
                 const float *q = job->q + (size_t)(h0 + h) * d;
-                float acc = 0.0f;
-                for (uint32_t i = 0; i < d; i++) acc += q[i] * load(kr, i, job->dtype);
-                s[h][j] = acc * job->scale;
+                float a = 0.0f;
+                for (uint32_t i = 0; i < d; i++) a += q[i] * load(kr, i, job->dtype);
+                s[h][j] = a * job->scale;
             }
         }
         for (uint32_t h = 0; h < nh; h++) {
             float tmax = m[h];
             for (uint32_t j = 0; j < t; j++) tmax = s[h][j] > tmax ? s[h][j] : tmax;
-            float corr = expf(m[h] - tmax); /* 0 on the first tile (m = -inf) */
-            float *o = job->out + (size_t)(h0 + h) * d;
-            if (corr != 1.0f)
-                for (uint32_t i = 0; i < d; i++) o[i] *= corr;
-            l[h] *= corr;
+            corr[h] = expf(m[h] - tmax); /* 0 on the first tile (m = -inf) */
             if (job->weights) memcpy(job->weights + (size_t)(h0 + h) * job->wstride + j0, s[h], t * sizeof(float));
+            float sum = 0.0f;
             for (uint32_t j = 0; j < t; j++) {
                 s[h][j] = expf(s[h][j] - tmax);
-                l[h] += s[h][j];
+                sum += s[h][j];
             }
+            l[h] = l[h] * corr[h] + sum;
             m[h] = tmax;
         }
-        for (uint32_t j = 0; j < t; j++) {
-            const void *vr = (const char *)job->v + (size_t)(j0 + j) * job->row_stride * esz;
-            for (uint32_t i = 0; i < d; i++) {
-                float x = load(vr, i, job->dtype);
-                for (uint32_t h = 0; h < nh; h++) job->out[(size_t)(h0 + h) * d + i] += s[h][j] * x;
+        /* The tile's share of out is summed apart, then folded in with the
+         * correction: rounding error grows like TILE + n/TILE, not n. */
+        for (uint32_t c0 = 0; c0 < d; c0 += CHUNK) {
+            uint32_t w = d - c0 < CHUNK ? d - c0 : CHUNK;
+            for (uint32_t h = 0; h < nh; h++) memset(acc[h], 0, w * sizeof(float));
+            for (uint32_t j = 0; j < t; j++) {
+                const void *vr = (const char *)job->v + (size_t)(j0 + j) * job->row_stride * esz;
+                for (uint32_t i = 0; i < w; i++) {
+                    float x = load(vr, c0 + i, job->dtype);
+                    for (uint32_t h = 0; h < nh; h++) acc[h][i] += s[h][j] * x;
+                }
+            }
+            for (uint32_t h = 0; h < nh; h++) {
+                float *o = job->out + (size_t)(h0 + h) * d + c0;
+                for (uint32_t i = 0; i < w; i++) o[i] = o[i] * corr[h] + acc[h][i];
             }
         }
     }

@@ -1,0 +1,333 @@
+/* AVX-512 kernel (F; BW+VL for masked 16-bit loads). Compiled with
+ * ISA_FLAGS_avx512 and only called when the dispatcher saw AVX-512 in cpuid
+ * and ZMM state enabled by the OS (XGETBV).
+ *
+ * Per kv head (one job), keys go by tiles of TILE rows. A tile of K and V is
+ * fetched from memory once; every query head of the group then reuses it from
+ * L1/L2, so memory traffic is one pass whatever the GQA ratio.
+ *  - QK: 16 dot products at a time (4 heads x 4 keys, 2 x 8 or 1 x 16) in 16
+ *    accumulators, folded by one transpose-add tree whose lanes come out in
+ *    accumulator order: about 3 shuffles+adds per dot product.
+ *  - Online softmax per head: running max m and sum l; the tile's
+ *    probabilities overwrite its logits in the scratch; raw logits go to the
+ *    weights row and are normalised in place at the end (no pass over K/V).
+ *  - PV: up to 4 heads x 64 output floats in registers across the tile, the
+ *    V row slice converted once for all of them; the tile's sum is then
+ *    folded into out with the correction factor (blocked summation keeps the
+ *    rounding error ~ (TILE + n/TILE) ulps instead of n).
+ * Tails (head_dim not a multiple of 16, partial tiles) use masked loads,
+ * which never touch memory outside the mask. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "attn/attn.h"
+
+#define TILE 64 /* keys per tile: K+V tile of d=128 f32 is 64 KiB, L2-resident */
+#define MAXH 64 /* query heads per pass (scratch: MAXH*TILE floats on the stack) */
+
+#if defined(__GNUC__)
+#define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+#else
+#define AI static inline
+#define UNROLL
+#endif
+
+/* 16 elements of a row starting at element i, widened to f32 (exact). */
+AI __m512 ld(const void *row, uint32_t i, kvc_dtype dt) {
+    if (dt == KVC_DTYPE_F32) return _mm512_loadu_ps((const float *)row + i);
+    __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)row + i));
+    if (dt == KVC_DTYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* Same, lanes outside `m` read as 0 and not accessed. */
+AI __m512 ldm(const void *row, uint32_t i, __mmask16 m, kvc_dtype dt) {
+    if (dt == KVC_DTYPE_F32) return _mm512_maskz_loadu_ps(m, (const float *)row + i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i);
+    if (dt == KVC_DTYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* Ask for a row of the next tile while this one is computed: the DRAM
+ * stream then never waits for the core (prefetches never fault). */
+AI void prefetch_row(const char *row, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T1);
+    if ((uintptr_t)row & 63) _mm_prefetch(row + bytes - 1, _MM_HINT_T1); /* the line the loop missed */
+}
+
+AI __mmask16 tail_mask(uint32_t k) { return (__mmask16)(k >= 16 ? 0xffffu : (1u << k) - 1u); }
+
+/* e^x for x <= 0 (what softmax needs): x = n ln2 + r, |r| <= ln2/2, e^r by
+ * its Taylor series to degree 7 (truncation < 6e-9 relative), 2^n applied by
+ * scalef, which underflows gracefully to 0. -inf gives 0, NaN stays NaN. */
+AI __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(_mm512_set1_ps(-110.0f), x); /* NaN in x propagates (second operand) */
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606820309417232e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Horizontal sums of 16 vectors, lane a of the result = sum of a[a]. */
+AI __m512 fold16(const __m512 *a) {
+    __m512 b[8], c[4], e[2];
+    UNROLL
+    for (int i = 0; i < 8; i++) /* per 128-bit lane: [x0+x2, y0+y2, x1+x3, y1+y3] */
+        b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    UNROLL
+    for (int i = 0; i < 4; i++) { /* per 128-bit lane: [x, y, z, w] partial sums */
+        __m512d x = _mm512_castps_pd(b[2 * i]), y = _mm512_castps_pd(b[2 * i + 1]);
+        c[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    UNROLL
+    for (int i = 0; i < 2; i++) /* 128-bit lanes [A01, A23, B01, B23] */
+        e[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0xdd));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(e[0], e[1], 0x88), _mm512_shuffle_f32x4(e[0], e[1], 0xdd));
+}
+
+/* Logits of HB heads (rows q, q+d, ...) x KB keys (rows kr[]), HB*KB = 16,
+ * scaled; head h's keys land in s[h*TILE + j ...]. */
+AI void qk_block(const float *q, uint32_t d, const char *const *kr, int HB, int KB, kvc_dtype dt, float scale,
+                 float *s, uint32_t j) {
+    __m512 acc[16];
+    UNROLL
+    for (int a = 0; a < 16; a++) acc[a] = _mm512_setzero_ps();
+    uint32_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+        __m512 kv[16];
+        UNROLL
+        for (int b = 0; b < KB; b++) kv[b] = ld(kr[b], i, dt);
+        UNROLL
+        for (int h = 0; h < HB; h++) {
+            __m512 qv = _mm512_loadu_ps(q + (size_t)h * d + i);
+            UNROLL
+            for (int b = 0; b < KB; b++) acc[h * KB + b] = _mm512_fmadd_ps(qv, kv[b], acc[h * KB + b]);
+        }
+    }
+    if (i < d) {
+        __mmask16 m = tail_mask(d - i);
+        __m512 kv[16];
+        UNROLL
+        for (int b = 0; b < KB; b++) kv[b] = ldm(kr[b], i, m, dt);
+        UNROLL
+        for (int h = 0; h < HB; h++) {
+            __m512 qv = _mm512_maskz_loadu_ps(m, q + (size_t)h * d + i);
+            UNROLL
+            for (int b = 0; b < KB; b++) acc[h * KB + b] = _mm512_fmadd_ps(qv, kv[b], acc[h * KB + b]);
+        }
+    }
+    float tmp[16] __attribute__((aligned(64)));
+    _mm512_store_ps(tmp, _mm512_mul_ps(fold16(acc), _mm512_set1_ps(scale)));
+    UNROLL
+    for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * TILE + j, tmp + h * KB, (size_t)KB * sizeof(float));
+}
+
+/* QK for the whole tile: heads by 4, then 2, then 1. Past the tile's last key
+ * the row pointer repeats that key; those logits are never read. The first
+ * pass also prefetches the next tile's K rows (t_next of them). */
+AI void qk_tile(const float *q, uint32_t G, uint32_t d, const char *kt, size_t rs, uint32_t t, uint32_t t_next,
+                kvc_dtype dt, float scale, float *s) {
+    const char *kr[16];
+    const size_t rb = (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2);
+    const char *pf = t_next ? kt + (size_t)TILE * rs : kt;
+    uint32_t h = 0;
+    for (; h + 4 <= G; h += 4)
+        for (uint32_t j = 0; j < t; j += 4) {
+            UNROLL
+            for (int b = 0; b < 4; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
+            if (h == 0)
+                for (uint32_t b = j; b < j + 4 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
+            qk_block(q + (size_t)h * d, d, kr, 4, 4, dt, scale, s + (size_t)h * TILE, j);
+        }
+    if (G - h >= 2) {
+        for (uint32_t j = 0; j < t; j += 8) {
+            UNROLL
+            for (int b = 0; b < 8; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
+            if (h == 0)
+                for (uint32_t b = j; b < j + 8 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
+            qk_block(q + (size_t)h * d, d, kr, 2, 8, dt, scale, s + (size_t)h * TILE, j);
+        }
+        h += 2;
+    }
+    if (G - h == 1)
+        for (uint32_t j = 0; j < t; j += 16) {
+            UNROLL
+            for (int b = 0; b < 16; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
+            if (h == 0)
+                for (uint32_t b = j; b < j + 16 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
+            qk_block(q + (size_t)h * d, d, kr, 1, 16, dt, scale, s + (size_t)h * TILE, j);
+        }
+}
+
+/* Online softmax step for one head: s[0..t) logits in, probabilities
+ * relative to the new running max out (0 past t). */
+AI void softmax_tile(float *s, uint32_t t, float *m, float *l, float *corr, float *wrow) {
+    __m512 x[TILE / 16];
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    UNROLL
+    for (int c = 0; c < TILE / 16; c++) {
+        uint32_t lo = (uint32_t)c * 16;
+        __mmask16 k = lo < t ? tail_mask(t - lo) : 0;
+        x[c] = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, s + lo);
+        if (wrow) _mm512_mask_storeu_ps(wrow + lo, k, x[c]);
+        vmax = _mm512_max_ps(vmax, x[c]);
+    }
+    float tmax = _mm512_reduce_max_ps(vmax);
+    float mnew = tmax > *m ? tmax : *m;
+    /* e^(m - mnew), 0 on the first tile (m = -inf); no libm call in the
+     * hot loop (a call would also spill every live vector register) */
+    *corr = _mm512_cvtss_f32(exp16(_mm512_set1_ps(*m - mnew)));
+    __m512 vm = _mm512_set1_ps(mnew), sum = _mm512_setzero_ps();
+    UNROLL
+    for (int c = 0; c < TILE / 16; c++) {
+        __m512 p = exp16(_mm512_sub_ps(x[c], vm));
+        _mm512_store_ps(s + c * 16, p);
+        sum = _mm512_add_ps(sum, p);
+    }
+    *l = *l * *corr + _mm512_reduce_add_ps(sum);
+    *m = mnew;
+}
+
+/* out[h][off..off+64) = out*corr[h] + sum_j p[h][j] * V[j][off..], for HB
+ * heads; `masked` handles the last, partial group of columns. */
+AI void pv_block(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d, bool masked,
+                 kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
+    const size_t rb = (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2);
+    __m512 acc[4][4];
+    __mmask16 mk[4];
+    UNROLL
+    for (int c = 0; c < 4; c++) {
+        uint32_t lo = off + (uint32_t)c * 16;
+        mk[c] = lo < d ? tail_mask(d - lo) : 0;
+    }
+    UNROLL
+    for (int h = 0; h < HB; h++) {
+        UNROLL
+        for (int c = 0; c < 4; c++) acc[h][c] = _mm512_setzero_ps();
+    }
+    for (uint32_t j = 0; j < t; j++) {
+        const char *row = vt + (size_t)j * rs;
+        if (j < t_next) prefetch_row(row + (size_t)TILE * rs, rb);
+        __m512 v[4];
+        UNROLL
+        for (int c = 0; c < 4; c++) v[c] = masked ? ldm(row, off + 16 * c, mk[c], dt) : ld(row, off + 16 * c, dt);
+        UNROLL
+        for (int h = 0; h < HB; h++) {
+            __m512 pb = _mm512_set1_ps(p[(size_t)h * TILE + j]);
+            UNROLL
+            for (int c = 0; c < 4; c++) acc[h][c] = _mm512_fmadd_ps(pb, v[c], acc[h][c]);
+        }
+    }
+    UNROLL
+    for (int h = 0; h < HB; h++) {
+        __m512 cf = _mm512_set1_ps(corr[h]);
+        float *o = out + (size_t)h * d + off;
+        UNROLL
+        for (int c = 0; c < 4; c++) {
+            if (masked) {
+                __m512 y = _mm512_maskz_loadu_ps(mk[c], o + 16 * c);
+                _mm512_mask_storeu_ps(o + 16 * c, mk[c], _mm512_fmadd_ps(y, cf, acc[h][c]));
+            } else {
+                _mm512_storeu_ps(o + 16 * c, _mm512_fmadd_ps(_mm512_loadu_ps(o + 16 * c), cf, acc[h][c]));
+            }
+        }
+    }
+}
+
+/* t_next: rows of the next tile to prefetch (only the first call does). */
+AI void pv_heads(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t d, kvc_dtype dt, float *out,
+                 const float *corr, uint32_t t_next) {
+    uint32_t off = 0;
+    for (; off + 64 <= d; off += 64, t_next = 0) pv_block(vt, rs, t, p, HB, off, d, false, dt, out, corr, t_next);
+    if (off < d) pv_block(vt, rs, t, p, HB, off, d, true, dt, out, corr, t_next);
+}
+
+AI void pv_tile(const char *vt, size_t rs, uint32_t t, uint32_t t_next, const float *s, uint32_t G, uint32_t d,
+                kvc_dtype dt, float *out, const float *corr) {
+    uint32_t h = 0;
+    for (; h + 4 <= G; h += 4, t_next = 0)
+        pv_heads(vt, rs, t, s + (size_t)h * TILE, 4, d, dt, out + (size_t)h * d, corr + h, t_next);
+    if (G - h >= 2) {
+        pv_heads(vt, rs, t, s + (size_t)h * TILE, 2, d, dt, out + (size_t)h * d, corr + h, t_next);
+        h += 2;
+        t_next = 0;
+    }
+    if (G - h == 1) pv_heads(vt, rs, t, s + (size_t)h * TILE, 1, d, dt, out + (size_t)h * d, corr + h, t_next);
+}
+
+/* out *= 1/l; weights (raw logits) -> exp(w - m) / l. */
+static void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float l) {
+    float inv = 1.0f / l;
+    __m512 vi = _mm512_set1_ps(inv), vm = _mm512_set1_ps(m);
+    uint32_t i = 0;
+    for (; i + 16 <= d; i += 16) _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(out + i), vi));
+    if (i < d) {
+        __mmask16 k = tail_mask(d - i);
+        _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, out + i), vi));
+    }
+    if (!w) return;
+    for (i = 0; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(w + i, _mm512_mul_ps(exp16(_mm512_sub_ps(_mm512_loadu_ps(w + i), vm)), vi));
+    if (i < n) {
+        __mmask16 k = tail_mask(n - i);
+        _mm512_mask_storeu_ps(w + i, k, _mm512_mul_ps(exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, w + i), vm)), vi));
+    }
+}
+
+AI void run(const kvc__attn_job *job, kvc_dtype dt) {
+    const uint32_t d = job->d, n = job->n;
+    const size_t rs = job->row_stride * (dt == KVC_DTYPE_F32 ? 4 : 2); /* bytes between rows */
+    float s[MAXH * TILE] __attribute__((aligned(64)));
+    float m[MAXH], l[MAXH], corr[MAXH];
+    for (uint32_t h0 = 0; h0 < job->r; h0 += MAXH) {
+        const uint32_t G = job->r - h0 < MAXH ? job->r - h0 : MAXH;
+        const float *q = job->q + (size_t)h0 * d;
+        float *out = job->out + (size_t)h0 * d;
+        float *w = job->weights ? job->weights + (size_t)h0 * job->wstride : NULL;
+        for (uint32_t h = 0; h < G; h++) {
+            m[h] = -INFINITY;
+            l[h] = 0.0f;
+        }
+        memset(out, 0, (size_t)G * d * sizeof(float));
+        for (uint32_t j0 = 0; j0 < n; j0 += TILE) {
+            const uint32_t t = n - j0 < TILE ? n - j0 : TILE;
+            const uint32_t rest = n - j0 - t, t_next = rest < TILE ? rest : TILE;
+            const char *kt = (const char *)job->k + (size_t)j0 * rs;
+            const char *vt = (const char *)job->v + (size_t)j0 * rs;
+            qk_tile(q, G, d, kt, rs, t, t_next, dt, job->scale, s);
+            for (uint32_t h = 0; h < G; h++)
+                softmax_tile(s + (size_t)h * TILE, t, &m[h], &l[h], &corr[h],
+                             w ? w + (size_t)h * job->wstride + j0 : NULL);
+            pv_tile(vt, rs, t, t_next, s, G, d, dt, out, corr);
+        }
+        for (uint32_t h = 0; h < G; h++)
+            finish(out + (size_t)h * d, d, w ? w + (size_t)h * job->wstride : NULL, n, m[h], l[h]);
+    }
+}
+
+static void run_f32(const kvc__attn_job *job) { run(job, KVC_DTYPE_F32); }
+static void run_f16(const kvc__attn_job *job) { run(job, KVC_DTYPE_F16); }
+static void run_bf16(const kvc__attn_job *job) { run(job, KVC_DTYPE_BF16); }
+
+void kvc__attn_avx512(const kvc__attn_job *job) {
+    if (job->dtype == KVC_DTYPE_F16)
+        run_f16(job);
+    else if (job->dtype == KVC_DTYPE_BF16)
+        run_bf16(job);
+    else
+        run_f32(job);
+}
