@@ -8,7 +8,9 @@
  *    where eviction has happened (position >= budget): mean KL(full || policy)
  *    of the next-token distribution, top-1 agreement with the full cache, and
  *    the perplexity ratio exp(mean NLL_policy - mean NLL_full) of the
- *    reference's own next tokens.
+ *    reference's own next tokens. The KL is also split between positions in
+ *    a sequence's first story and positions after a BOS started another,
+ *    where what the cache kept from the finished story is dead weight.
  * 3. Free-running: `--gens` greedy generations of `--gen-len` tokens per
  *    policy x budget, each prompted by the first `--prompt` tokens of one
  *    reference sequence: the share that falls into a repetition loop (a 10 to
@@ -47,6 +49,8 @@ typedef struct {
 typedef struct {
     double kl, nll_pol, nll_full; /* sums over positions */
     long top1, npos, nnll;
+    double kl_later; /* the part of kl after the reference's first story ended */
+    long n_later;
     int loop;
     double distinct4;
     uint64_t evictions;
@@ -138,8 +142,9 @@ static void run_tf(ctx *c, const setting *s, int i, result *r) {
     }
     const int *tok = c->ref_tok + (size_t)i * c->len;
     /* eviction has happened once more tokens than the budget were appended */
-    int start = s->baseline ? 0 : (int)s->budget;
+    int start = s->baseline ? 0 : (int)s->budget, later = 0;
     for (int t = 0; t < c->len; t++) {
+        if (t > 0 && tok[t] == LLM_BOS) later = 1; /* a new story began */
         if (llm_forward(&st, tok[t], t, err, sizeof err)) {
             fail(c, err);
             break;
@@ -150,7 +155,9 @@ static void run_tf(ctx *c, const setting *s, int i, result *r) {
         llm_log_softmax(lp, V);
         double kl = 0.0;
         for (int v = 0; v < V; v++) kl += exp((double)lf[v]) * ((double)lf[v] - (double)lp[v]);
-        r->kl += kl > 0.0 ? kl : 0.0; /* clamp rounding below zero */
+        kl = kl > 0.0 ? kl : 0.0; /* clamp rounding below zero */
+        r->kl += kl;
+        if (later) r->kl_later += kl, r->n_later++;
         r->top1 += llm_argmax(lf, V) == llm_argmax(lp, V);
         r->npos++;
         if (t + 1 < c->len) {
@@ -287,7 +294,7 @@ static int run_items(ctx *c, item *items, result *res, int n, int threads, const
 /* ---------------------------------------------------------------- summaries */
 
 typedef struct {
-    double kl, kl_se, top1, ppl_ratio, loop_rate, distinct4;
+    double kl, kl_se, top1, ppl_ratio, loop_rate, distinct4, kl_story1, kl_later;
     long positions;
     int gens;
 } summary;
@@ -296,8 +303,8 @@ static void summarise(const ctx *c, const item *items, const result *res, int n,
     for (int s = 0; s < c->n_set; s++) {
         summary *o = &out[s];
         memset(o, 0, sizeof *o);
-        double kl = 0, nll_p = 0, nll_f = 0, m1 = 0, m2 = 0;
-        long top1 = 0, npos = 0, nnll = 0;
+        double kl = 0, nll_p = 0, nll_f = 0, m1 = 0, m2 = 0, kl2 = 0;
+        long top1 = 0, npos = 0, nnll = 0, n2 = 0;
         int nseq = 0, loops = 0;
         double d4 = 0;
         for (int k = 0; k < n; k++) {
@@ -306,6 +313,7 @@ static void summarise(const ctx *c, const item *items, const result *res, int n,
             if (items[k].kind == KIND_TF) {
                 kl += r->kl, nll_p += r->nll_pol, nll_f += r->nll_full;
                 top1 += r->top1, npos += r->npos, nnll += r->nnll;
+                kl2 += r->kl_later, n2 += r->n_later;
                 if (r->npos) {
                     double mk = r->kl / (double)r->npos; /* per-sequence mean, for the standard error */
                     m1 += mk, m2 += mk * mk, nseq++;
@@ -316,6 +324,8 @@ static void summarise(const ctx *c, const item *items, const result *res, int n,
         }
         o->positions = npos;
         o->kl = npos ? kl / (double)npos : NAN;
+        o->kl_story1 = npos > n2 ? (kl - kl2) / (double)(npos - n2) : NAN;
+        o->kl_later = n2 ? kl2 / (double)n2 : NAN;
         o->top1 = npos ? (double)top1 / (double)npos : NAN;
         o->ppl_ratio = nnll ? exp((nll_p - nll_f) / (double)nnll) : NAN;
         if (nseq > 1) {
@@ -341,11 +351,12 @@ static void csv_field(FILE *f, const char *s) {
 }
 
 static void write_csv(FILE *f, const ctx *c, const summary *sm) {
-    fprintf(f, "policy,budget,kl,top1,ppl_ratio,loop_rate,distinct4,kl_se,positions,gens\n");
+    fprintf(f, "policy,budget,kl,top1,ppl_ratio,loop_rate,distinct4,kl_se,positions,gens,kl_story1,kl_later\n");
     for (int s = 0; s < c->n_set; s++) {
         csv_field(f, c->set[s].spec);
-        fprintf(f, ",%u,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%ld,%d\n", c->set[s].budget, sm[s].kl, sm[s].top1,
-                sm[s].ppl_ratio, sm[s].loop_rate, sm[s].distinct4, sm[s].kl_se, sm[s].positions, sm[s].gens);
+        fprintf(f, ",%u,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%ld,%d,%.6g,%.6g\n", c->set[s].budget, sm[s].kl, sm[s].top1,
+                sm[s].ppl_ratio, sm[s].loop_rate, sm[s].distinct4, sm[s].kl_se, sm[s].positions, sm[s].gens,
+                sm[s].kl_story1, sm[s].kl_later);
     }
 }
 
@@ -359,22 +370,26 @@ static void fmt(char *buf, size_t n, const char *f, double v) {
 static void write_md(FILE *f, const ctx *c, const summary *sm) {
     fprintf(f,
             "Reference: %d sequences of %d tokens sampled at temperature 1 (seeds %llu..%llu). "
-            "Teacher-forced metrics over positions >= budget; free-running: %d greedy generations of %d tokens "
-            "from %d-token prompts.\n\n",
+            "Teacher-forced metrics over positions >= budget (KL also split: within each sequence's first story, "
+            "and after a story boundary); free-running: %d greedy generations of %d tokens from %d-token "
+            "prompts.\n\n",
             c->seqs, c->len, (unsigned long long)c->seed, (unsigned long long)(c->seed + (uint64_t)c->seqs - 1),
             c->gens, c->gen_len, c->prompt);
-    fprintf(f, "| policy | budget | KL(full ‖ policy) | ± s.e. | top-1 agree | ppl ratio | loop rate | distinct-4 |\n");
-    fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    fprintf(f, "| policy | budget | KL(full ‖ policy) | ± s.e. | KL 1st story | KL later | top-1 agree | ppl ratio "
+               "| loop rate | distinct-4 |\n");
+    fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int s = 0; s < c->n_set; s++) {
-        char kl[32], se[32], t1[32], pr[32], lr[32], d4[32];
+        char kl[32], se[32], k1[32], k2[32], t1[32], pr[32], lr[32], d4[32];
         fmt(kl, sizeof kl, "%.4f", sm[s].kl);
         fmt(se, sizeof se, "%.4f", sm[s].kl_se);
+        fmt(k1, sizeof k1, "%.4f", sm[s].kl_story1);
+        fmt(k2, sizeof k2, "%.4f", sm[s].kl_later);
         fmt(t1, sizeof t1, "%.3f", sm[s].top1);
         fmt(pr, sizeof pr, "%.3f", sm[s].ppl_ratio);
         fmt(lr, sizeof lr, "%.3f", sm[s].loop_rate);
         fmt(d4, sizeof d4, "%.3f", sm[s].distinct4);
-        fprintf(f, "| %s%s | %u | %s | %s | %s | %s | %s | %s |\n", c->set[s].spec,
-                c->set[s].baseline ? " (baseline)" : "", c->set[s].budget, kl, se, t1, pr, lr, d4);
+        fprintf(f, "| %s%s | %u | %s | %s | %s | %s | %s | %s | %s | %s |\n", c->set[s].spec,
+                c->set[s].baseline ? " (baseline)" : "", c->set[s].budget, kl, se, k1, k2, t1, pr, lr, d4);
     }
 }
 

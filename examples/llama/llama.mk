@@ -19,6 +19,6 @@ llama: $(LLAMA_BINS)
 
 # The measured figures of docs/quality.md (a few minutes on 2 cores).
 quality: $(LLAMA_DIR)/eval
-	$(LLAMA_DIR)/eval --csv docs/quality.csv --md docs/quality-table.md --svg docs/quality.svg
+	$(LLAMA_DIR)/eval --csv docs/quality.csv --md $(BUILD)/quality-table.md --svg docs/quality.svg
 
 CHECK_DEPS += $(LLAMA_BINS)
