@@ -162,7 +162,8 @@ typedef enum kvc_scope {
 typedef enum kvc_option {
     /** ::kvc_scope. Default: the policy's (head scope, except `tova`: shared). */
     KVC_OPT_SCOPE = 0,
-    /** First positions never evicted (attention sinks). Default: the policy's. */
+    /** The first `sink` tokens appended (since creation or reset, whatever their positions) are never
+        evicted (attention sinks). Default: the policy's. */
     KVC_OPT_SINK = 1,
     /** Most recent resident tokens never evicted. Default: the policy's. */
     KVC_OPT_RECENT = 2,
@@ -219,11 +220,13 @@ KVC_API uint32_t kvc_rng_below(kvc_rng *rng, uint32_t bound);
  *  - Calls for one cache are serialised; a policy never calls back into the
  *    cache and never sees K/V storage, only the per-token facts it asked
  *    for through `needs`.
- *  - The core protects the first `sink` positions and the last `recent`
- *    resident tokens: they are never offered as candidates.
+ *  - The core protects the first `sink` tokens appended and the `recent`
+ *    most recently appended ones: they are never offered as candidates.
  *  - Slots are `[0, capacity)` per group. In STORE mode residents are dense
  *    in `[0, len)`; an eviction refills the hole by moving the last
- *    resident in, and the policy is told through `on_move`.
+ *    resident in, and the policy is told through `on_move`. Evictions are
+ *    not announced: a freed slot keeps whatever the policy stored for it
+ *    until `on_insert` reuses it.
  *  - To evict, the core uses `select` if present, otherwise `score`; a policy
  *    with neither never evicts (appending to a full cache fails with ::KVC_EFULL).
  *  - The core checks what `select` returns: exactly `n_victims` distinct
@@ -290,7 +293,7 @@ typedef struct kvc_select {
     const int64_t *positions;    /**< Slot -> position of this group (-1 for empty). */
     const float *window_score;   /**< Per candidate unit: mean softmax weight over the last queries,
                                       renormalised over the candidates; NULL unless ::KVC_NEED_QUERY_WINDOW
-                                      and STORE mode. */
+                                      and STORE mode, and before the first attend. */
     kvc_rng *rng;                /**< The cache's generator. */
 } kvc_select;
 
@@ -308,7 +311,8 @@ typedef struct kvc_policy {
     const kvc_param *params; /**< Parameters this policy accepts, or NULL. */
     /** Bytes of state the cache must allocate (64-byte aligned). Optional: NULL means 0. */
     size_t (*state_size)(const kvc_policy_ctx *ctx);
-    /** Initialise zeroed state. Optional. Also called by kvc_cache_reset(). Return 0 or a ::kvc_status. */
+    /** Initialise zeroed state. Optional. Also called by kvc_cache_reset(). Return 0 or a ::kvc_status
+        (a positive value becomes ::KVC_EINVAL); on failure `fini` is still called on the state. */
     int (*init)(void *state, const kvc_policy_ctx *ctx);
     /** A token entered `slot` of `group`. Optional. */
     void (*on_insert)(void *state, uint32_t group, uint32_t slot, const kvc_token *tok);
@@ -317,7 +321,7 @@ typedef struct kvc_policy {
     /**
      * Keep-score of `n` slots of `group` into `keep` (higher = more worth keeping).
      * Optional. The core evicts the lowest units (sum over a unit's slots),
-     * ties going to the older position.
+     * ties going to the older position; a NaN score counts as -infinity.
      */
     void (*score)(void *state, uint32_t group, const uint32_t *slots, uint32_t n, float *keep);
     /** Choose `req->n_victims` distinct units from `req->candidates` into `victims`. Optional; wins over `score`. */
@@ -346,7 +350,17 @@ KVC_API const kvc_policy *kvc_policy_tova(void);
 KVC_API const kvc_policy *kvc_policy_knorm(void);
 /** VATP: evicts the least accumulated attention times value L1 norm; sink 4. */
 KVC_API const kvc_policy *kvc_policy_vatp(void);
-/** VaSE: reserves large value-range tokens, samples the rest in proportion to recent attention. */
+/**
+ * VaSE: reserves large value-range tokens, samples the rest in proportion to recent attention.
+ * At each eviction, the `reserve` x capacity (default 0.25) candidates with the largest value
+ * range are kept, the sinks counting against that reservation; the others are kept by sampling
+ * without replacement in proportion to their weight averaged over `pool` (default 5)
+ * neighbouring candidates in position order (candidate i averages candidates
+ * i - pool/2 .. i - pool/2 + pool - 1, zero padded). The weight is kvc_select::window_score in
+ * STORE mode (the last ::KVC_OPT_QUERY_WINDOW queries), and in INDEX mode the mass observed
+ * since the group's previous eviction. Weightless candidates go first. Defaults: sink 4,
+ * recent 64, chunk 64.
+ */
 KVC_API const kvc_policy *kvc_policy_vase(void);
 
 /**
@@ -442,6 +456,10 @@ KVC_API int kvc_cache_apply_spec(kvc_cache *cache, const char *options);
 /**
  * Detail of the last error on this cache, e.g. "recent=5000 leaves no room
  * to evict with capacity 4096: lower recent or raise capacity".
+ * Every failing call that may modify the cache records one; calls on a const
+ * cache (kvc_cache_get(), kvc_cache_get_param(), kvc_cache_read(),
+ * kvc_cache_positions(), kvc_cache_stats()) and kvc_cache_attend_heads(),
+ * which may run concurrently, only return their status.
  * @return a message owned by the cache (valid until the next call on it); "" if none; never NULL.
  */
 KVC_API const char *kvc_cache_last_error(const kvc_cache *cache);
@@ -484,7 +502,12 @@ KVC_API int kvc_cache_attend(kvc_cache *cache, const float *q, float *out);
  */
 KVC_API int kvc_cache_attend_heads(kvc_cache *cache, const float *q, float *out, uint32_t kv_begin,
                                    uint32_t kv_end);
-/** Hand the weights of the preceding kvc_cache_attend_heads() calls (covering all heads) to the policy. */
+/**
+ * Hand the weights of the preceding kvc_cache_attend_heads() calls (covering all heads) to the policy.
+ * @param cache a ::KVC_MODE_STORE cache.
+ * @param q the queries those calls used (remembered for ::KVC_NEED_QUERY_WINDOW policies).
+ * @return as kvc_cache_attend() (::KVC_ENONFINITE for NaN/Inf in q: nothing handed over).
+ */
 KVC_API int kvc_cache_attend_finish(kvc_cache *cache, const float *q);
 
 /**
@@ -511,7 +534,8 @@ KVC_API int kvc_cache_read(const kvc_cache *cache, uint32_t kv_head, uint32_t sl
  * @param evicted NULL, or kvc_cache_groups() * kvc_cache_max_evictions() entries:
  *                per group, the positions evicted by this call, then -1 padding.
  * @param k,v     the token's keys/values (`n_kv_heads * head_dim` floats) when the
- *                policy needs key or value stats; otherwise may be NULL.
+ *                policy needs key or value stats; otherwise ignored (not even checked
+ *                for NaN/Inf) and may be NULL.
  * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_EORDER, ::KVC_ENONFINITE,
  *         ::KVC_EFULL, ::KVC_EPOLICY, ::KVC_ENOMEM (first call only).
  */

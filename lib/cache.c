@@ -187,7 +187,8 @@ int kvc__param_index(const kvc_cache *c, const char *name) {
 }
 
 int kvc_cache_set_param(kvc_cache *c, const char *name, double value) {
-    if (!c || !name) return KVC_EINVAL;
+    if (!c) return KVC_EINVAL;
+    if (!name) return kvc__fail(c, KVC_EINVAL, "parameter name is NULL");
     int i = kvc__param_index(c, name);
     if (i < 0)
         return kvc__fail(c, KVC_EUNKNOWN, "policy '%s' has no parameter '%s'", c->pol.name, name);

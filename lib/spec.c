@@ -59,7 +59,8 @@ static int apply_one(kvc_cache *c, const char *key, const char *val) {
 }
 
 int kvc_cache_apply_spec(kvc_cache *c, const char *spec) {
-    if (!c || !spec) return KVC_EINVAL;
+    if (!c) return KVC_EINVAL;
+    if (!spec) return kvc__fail(c, KVC_EINVAL, "spec string is NULL");
     if (c->frozen) return kvc__fail(c, KVC_ESTATE, "spec applied after the first append");
     int64_t opt[KVC__N_OPTIONS];
     double params[KVC__MAX_PARAMS];

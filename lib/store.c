@@ -132,6 +132,9 @@ int kvc_cache_attend_heads(kvc_cache *c, const float *q, float *out, uint32_t kv
 int kvc_cache_attend_finish(kvc_cache *c, const float *q) {
     int rc = attend_check(c, q, c ? c->mass : NULL);
     if (rc) return rc;
+    /* q may enter the query window: reject what attend_heads rejected */
+    if (kvc__check_finite(q, (size_t)c->n_q * c->d))
+        return kvc__fail(c, KVC_ENONFINITE, "NaN or Inf in q: nothing handed to the policy");
     if (c->pol.needs & KVC_NEED_ATTN) {
         uint32_t ratio = c->n_q / c->n_kv, n = c->len;
         for (uint32_t g = 0; g < c->n_groups; g++) {
