@@ -16,9 +16,14 @@ void ref_init(ref_model *m, const ref_cfg *c) {
 int ref_full(const ref_model *m) { return m->n[0] == m->c.cap; }
 
 int ref_find(const ref_model *m, uint32_t g, int64_t pos) {
-    for (uint32_t i = 0; i < m->n[g]; i++)
-        if (m->tok[g][i].pos == pos) return (int)i;
-    return -1;
+    /* residents are oldest first and positions increase: binary search */
+    uint32_t lo = 0, hi = m->n[g];
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (m->tok[g][mid].pos < pos) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < m->n[g] && m->tok[g][lo].pos == pos ? (int)lo : -1;
 }
 
 /* The first `sink` tokens ever appended and the last `recent` ones are protected. */
@@ -193,7 +198,7 @@ ref_verdict ref_check(const ref_model *m, uint32_t g, const uint64_t *victims, u
         v.ok = 0;
         return v;
     }
-    memset(victim, 0, sizeof victim);
+    memset(victim, 0, sizeof victim[0] * n);
     for (uint32_t i = 0; i < n_victims; i++) {
         int at = find_unit(cand, n, victims[i]);
         if (at < 0 || victim[at]) {
@@ -266,7 +271,7 @@ void ref_insert(ref_model *m, int64_t pos, const float *k, const float *v, const
     size_t row = (size_t)c->n_kv * c->d;
     for (uint32_t g = 0; g < m->groups; g++) {
         ref_tok *t = &m->tok[g][m->n[g]++];
-        memset(t, 0, sizeof *t);
+        t->acc = t->steps = t->cur = t->since = 0.0;
         t->pos = pos;
         t->seq = m->appended;
         t->slot = slots ? (int32_t)slots[g] : -1;
@@ -314,8 +319,8 @@ void ref_attend(ref_model *m, const float *q) {
                 logit[i] = dot * c->scale;
                 if (logit[i] > mx) mx = logit[i];
             }
-            for (uint32_t i = 0; i < n; i++) sum += exp(logit[i] - mx);
-            for (uint32_t i = 0; i < n; i++) mass[i] += exp(logit[i] - mx) / sum;
+            for (uint32_t i = 0; i < n; i++) sum += (logit[i] = exp(logit[i] - mx));
+            for (uint32_t i = 0; i < n; i++) mass[i] += logit[i] / sum;
             heads++;
         }
         for (uint32_t i = 0; i < n; i++) mass[i] /= heads;
@@ -329,10 +334,10 @@ void ref_attend(ref_model *m, const float *q) {
 }
 
 void ref_observe(ref_model *m, uint32_t g, const float *mass, uint32_t n) {
-    for (uint32_t s = 0; s < n; s++) {
-        int occupied = 0;
-        for (uint32_t i = 0; i < m->n[g]; i++) occupied |= m->tok[g][i].slot == (int32_t)s;
-        if (occupied) m->pend[g][s] += mass[s];
+    /* only occupied slots count; the rest of the call is zero */
+    for (uint32_t i = 0; i < m->n[g]; i++) {
+        int32_t s = m->tok[g][i].slot;
+        if (s >= 0 && (uint32_t)s < n) m->pend[g][s] += mass[s];
     }
     m->calls[g]++;
 }
@@ -343,7 +348,7 @@ void ref_flush(ref_model *m) {
         if (!m->calls[g]) continue;
         for (uint32_t i = 0; i < m->n[g]; i++) mass[i] = m->pend[g][m->tok[g][i].slot] / m->calls[g];
         deliver(m, g, mass);
-        memset(m->pend[g], 0, sizeof m->pend[g]);
+        memset(m->pend[g], 0, sizeof(double) * m->c.cap);
         m->calls[g] = 0;
     }
 }

@@ -26,13 +26,13 @@ typedef struct {
 
 /* Shapes chosen to cover GQA 1/2/4, chunk 1..64, block 1/2/4, tiny and odd sizes. */
 static const variant variants[] = {
-    {2, 2, 4, 16, 2, 3, 1, 1, 160},   /* GQA 1 */
-    {2, 4, 8, 24, 0, 0, 3, 1, 160},   /* GQA 2, nothing protected, chunk 3 */
-    {1, 4, 4, 96, 4, 8, 64, 1, 330},  /* GQA 4, chunk 64 */
-    {4, 8, 4, 32, 3, 5, 2, 4, 200},   /* block 4 */
-    {2, 8, 4, 160, 4, 6, 64, 2, 420}, /* GQA 4, chunk 64, block 2 */
-    {3, 3, 5, 9, 1, 2, 1, 1, 120},    /* odd sizes */
-    {1, 1, 3, 5, 0, 1, 1, 1, 100},    /* tiny */
+    {2, 2, 4, 16, 2, 3, 1, 1, 100},   /* GQA 1 */
+    {2, 4, 8, 24, 0, 0, 3, 1, 100},   /* GQA 2, nothing protected, chunk 3 */
+    {1, 4, 4, 96, 4, 8, 64, 1, 230},  /* GQA 4, chunk 64 */
+    {4, 8, 4, 32, 3, 5, 2, 4, 120},   /* block 4 */
+    {2, 4, 4, 160, 4, 6, 64, 2, 300}, /* chunk 64, block 2 */
+    {3, 3, 5, 9, 1, 2, 1, 1, 80},     /* odd sizes */
+    {1, 1, 3, 5, 0, 1, 1, 1, 60},     /* tiny */
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
 
@@ -219,7 +219,8 @@ static void run(const run_cfg *r, double tol, run_out *o) {
                     m->tok[g][at].slot = (int32_t)s;
                 }
             }
-            uint32_t n_att = below(&rs, 3);
+            static const uint32_t n_attends[] = {0, 1, 1, 2, 0}; /* 0..2 attends between appends */
+            uint32_t n_att = n_attends[below(&rs, 5)];
             for (uint32_t i = 0; i < n_att; i++) {
                 for (uint32_t e = 0; e < v->n_q * v->d; e++) q[e] = (float)(4 * unif(&rs) - 2);
                 int rc3 = kvc_cache_attend(c, q, out);
@@ -295,16 +296,14 @@ static void run(const run_cfg *r, double tol, run_out *o) {
             }
             ref_insert(m, pos, k, val, slots);
             for (uint32_t g = 0; g < G; g++) {
-                int64_t *a = after + (size_t)g * cap;
+                int64_t *a = after + (size_t)g * cap, want[REF_MAXCAP];
                 kvc_cache_positions(c, g, a);
-                for (uint32_t s = 0; s < cap; s++) {
-                    int64_t want = -1;
-                    for (uint32_t i = 0; i < m->n[g]; i++)
-                        if (m->tok[g][i].slot == (int32_t)s) want = m->tok[g][i].pos;
-                    if (a[s] != want)
+                for (uint32_t s = 0; s < cap; s++) want[s] = -1;
+                for (uint32_t i = 0; i < m->n[g]; i++) want[m->tok[g][i].slot] = m->tok[g][i].pos;
+                for (uint32_t s = 0; s < cap; s++)
+                    if (a[s] != want[s])
                         RUN_FAIL("group %u slot %u holds %lld, the model says %lld", g, s, (long long)a[s],
-                                 (long long)want);
-                }
+                                 (long long)want[s]);
             }
         }
     }
@@ -341,11 +340,13 @@ static const rule_row deterministic[] = {
     {"vatp", REF_VATP, 0, 1e-4, 1e-5},
 };
 
-static void run_matrix(const rule_row *row, uint64_t seed, uint64_t *hash, uint64_t *steps, uint64_t *events) {
+static void run_matrix(const rule_row *row, uint64_t seed, int only_small, uint64_t *hash, uint64_t *steps,
+                       uint64_t *events) {
     uint64_t tolerated = 0, ev = 0;
     for (int mode = 0; mode < 2; mode++)
         for (int shared = 0; shared < 2; shared++)
             for (size_t vi = 0; vi < N_VARIANTS; vi++) {
+                if (only_small && variants[vi].cap > 32) continue;
                 run_cfg r = {row->policy, row->rule, row->lifetime, (kvc_mode)mode, shared, variants[vi], seed,
                              1000 * vi + 10 * mode + shared + 7, 4 + (uint32_t)(vi & 1), vi == 1 ? 0.5f : 0.0f};
                 run_out o;
@@ -369,7 +370,7 @@ TEST(policy_model_deterministic) {
     uint64_t steps = 0, events = 0;
     for (size_t i = 0; i < sizeof deterministic / sizeof deterministic[0]; i++) {
         uint64_t h = 0;
-        run_matrix(&deterministic[i], 1, &h, &steps, &events);
+        run_matrix(&deterministic[i], 1, 0, &h, &steps, &events);
     }
     CHECK(steps >= 10000);
     if (getenv("KVC_TEST_VERBOSE"))
@@ -379,14 +380,17 @@ TEST(policy_model_deterministic) {
 
 /* random and vase: every eviction obeys the rule's hard constraints (only
  * candidates; vase: reserved value ranges kept, weightless tokens first), and
- * the same seed replays the same victims while another seed does not. */
+ * the same seed replays the same victims (on the smaller shapes) while
+ * another seed does not. */
 TEST(policy_model_stochastic) {
     static const rule_row rows[] = {{"random", REF_RANDOM, 0, 0, 0}, {"vase", REF_VASE, 0, 1e-5, 1e-5}};
     for (size_t i = 0; i < 2; i++) {
         uint64_t h1 = 0, h2 = 0, h3 = 0, steps = 0, events = 0;
-        run_matrix(&rows[i], 11, &h1, &steps, &events);
-        run_matrix(&rows[i], 11, &h2, &steps, &events);
-        run_matrix(&rows[i], 12, &h3, &steps, &events);
+        run_matrix(&rows[i], 11, 0, &h1, &steps, &events);
+        h1 = 0;
+        run_matrix(&rows[i], 11, 1, &h1, &steps, &events);
+        run_matrix(&rows[i], 11, 1, &h2, &steps, &events);
+        run_matrix(&rows[i], 12, 1, &h3, &steps, &events);
         CHECKF(h1 == h2, "%s: the same seed gave different victims", rows[i].policy);
         CHECKF(h1 != h3, "%s: seeds 11 and 12 gave the same victims", rows[i].policy);
     }
