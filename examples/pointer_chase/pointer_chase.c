@@ -18,7 +18,6 @@
  * the query is reserved, the context tokens still resident form C_t, always s
  * of them (stale copies from an earlier pass count: a token's content is the
  * same in every pass; random may hold fewer than s distinct ones, see below).
- * Every controller of a trial sees the same pi.
  *
  * What the built-ins become here: window holds {n-s..n-1} at every stage (no
  * z0 = 1 since s <= n-2); sink holds the first four positions of the stream,
@@ -221,7 +220,7 @@ static void print_separation(report *rp, const setting *st, uint64_t Na, uint64_
     if (mo > 0)
         printf("%.6g", ma / mo);
     else
-        printf("inf");
+        printf("%s", ma > 0 ? "inf" : "-"); /* no success of either: no ratio to show */
     printf(" predicted=%.6g ci%g=[%.6g,", pred, rp->level * 100.0, lo);
     if (olo > 0)
         printf("%.6g]", ahi / olo);
@@ -279,36 +278,33 @@ static void run_setting(const setting *st, uint64_t trials, uint64_t kvc_trials_
     }
     for (uint32_t i = 0; i < n; i++) w.pi[i] = w.perm[i] = i;
 
-    /* one stream per setting, from the seed and the setting: reproducible, and
-     * a setting's result does not depend on which others run */
-    lab_rng r = {seed};
-    r.x ^= rng_next(&(lab_rng){((uint64_t)n << 40) ^ ((uint64_t)s << 20) ^ st->k ^ ((uint64_t)rp->guess << 63)});
+    /* Every controller draws its own permutations from its own stream, keyed
+     * by the seed, the setting and the controller: lines are independent
+     * experiments, and none depends on which other settings or controllers run. */
     uint64_t wins[N_CTRL] = {0}, runs[N_CTRL] = {0};
     clock_t t0 = clock();
-    for (uint64_t i = 0; i < trials; i++) {
-        for (uint32_t j = n; j-- > 1;) { /* Fisher-Yates: a uniform pi */
-            uint32_t m = rng_below(&r, j + 1), t = w.pi[j];
-            w.pi[j] = w.pi[m];
-            w.pi[m] = t;
-        }
-        w.z[0] = Z0;
-        for (uint32_t t = 1; t <= T; t++) w.z[t] = w.pi[w.z[t - 1]];
-        uint32_t answer = Z0;
-        if (rp->guess)
-            for (uint32_t h = 0; h < st->k; h++) answer = w.pi[answer];
-        for (int c = 0; c < N_CTRL; c++) {
-            if (!use[c]) continue;
-            bool held;
-            if (c == C_FRESH)
-                held = run_fresh(&w, &r, st);
-            else if (c == C_SHARED)
-                held = run_shared(&w, &r, st);
-            else if (i < kvc_trials)
-                held = run_cache(&w, ctrl_policy(c), rng_next(&r), st);
-            else
-                continue;
-            if (!held && rp->guess) held = rng_below(&r, n) == answer;
-            runs[c]++;
+    for (int c = 0; c < N_CTRL; c++) {
+        if (!use[c]) continue;
+        lab_rng key = {((uint64_t)n << 40) ^ ((uint64_t)s << 20) ^ st->k ^ ((uint64_t)c << 60) ^
+                       ((uint64_t)rp->guess << 63)};
+        lab_rng r = {seed ^ rng_next(&key)};
+        runs[c] = c == C_FRESH || c == C_SHARED ? trials : kvc_trials;
+        for (uint64_t i = 0; i < runs[c]; i++) {
+            for (uint32_t j = n; j-- > 1;) { /* Fisher-Yates: a uniform pi */
+                uint32_t m = rng_below(&r, j + 1), t = w.pi[j];
+                w.pi[j] = w.pi[m];
+                w.pi[m] = t;
+            }
+            w.z[0] = Z0;
+            for (uint32_t t = 1; t <= T; t++) w.z[t] = w.pi[w.z[t - 1]];
+            bool held = c == C_FRESH    ? run_fresh(&w, &r, st)
+                        : c == C_SHARED ? run_shared(&w, &r, st)
+                                        : run_cache(&w, ctrl_policy(c), rng_next(&r), st);
+            if (!held && rp->guess) {
+                uint32_t answer = Z0; /* z_k */
+                for (uint32_t h = 0; h < st->k; h++) answer = w.pi[answer];
+                held = rng_below(&r, n) == answer;
+            }
             wins[c] += held;
         }
     }
