@@ -610,16 +610,27 @@ typedef struct kvc_attn_layout {
 /**
  * Decode attention for one token: `out[h] = softmax(scale * q[h] . K^T) . V`.
  * K and V share `layout`. Query head h reads kv head h / (n_q_heads/n_kv_heads);
- * all query heads of a kv head share one pass over its K and V rows.
+ * all query heads of a kv head share one pass over its K and V rows, so the
+ * memory traffic is one read of K and V whatever the GQA ratio (up to 64
+ * query heads per kv head with the SIMD kernels, 8 with the scalar one;
+ * beyond that, one pass per such block).
+ *
+ * Numerics: f16 and bf16 are widened to f32 exactly and all arithmetic is
+ * f32. The softmax is computed online (running max and sum), so no exp
+ * overflows; weights below ~1e-38 may read as 0. The logits themselves
+ * must fit in f32 (|scale * q.k| < 3.4e38).
  * @param layout   shapes, dtype and strides of K and V.
  * @param q        `n_q_heads * head_dim` floats.
- * @param k,v      K and V (any alignment; 64 bytes is the fast path).
- * @param out      `n_q_heads * head_dim` floats.
+ * @param k,v      K and V; any address aligned to the element size (4 bytes
+ *                 for f32, 2 for f16/bf16); 64-byte aligned rows are the fast path.
+ * @param out      `n_q_heads * head_dim` floats (not overlapping the inputs).
  * @param weights  NULL, or `n_q_heads` rows of `weights_stride` floats receiving
- *                 the softmax weights (they sum to 1 per row).
+ *                 the softmax weights (they sum to 1 per row), at no extra
+ *                 pass over K or V. Entries past `n_keys` in a row are not written.
  * @param weights_stride floats between weight rows (>= n_keys) when weights != NULL.
  * @return ::KVC_OK, ::KVC_EINVAL (NULL pointer, zero or inconsistent shape).
- *         Non-finite inputs are not checked here and give non-finite outputs.
+ *         Non-finite inputs are not checked here: the outputs are then
+ *         unspecified (typically NaN).
  */
 KVC_API int kvc_attention(const kvc_attn_layout *layout, const float *q, const void *k, const void *v, float *out,
                           float *weights, size_t weights_stride);
@@ -627,24 +638,32 @@ KVC_API int kvc_attention(const kvc_attn_layout *layout, const float *q, const v
 /**
  * As kvc_attention() for kv heads `[kv_begin, kv_end)` only (and their query
  * heads); `q`, `out` and `weights` are still indexed from head 0, so threads
- * can split one token's attention over disjoint ranges.
+ * can split one token's attention over disjoint ranges: calls on disjoint
+ * ranges may run concurrently (the library itself never starts threads).
  * @return as kvc_attention(), plus ::KVC_ERANGE for a bad range.
  */
 KVC_API int kvc_attention_heads(const kvc_attn_layout *layout, uint32_t kv_begin, uint32_t kv_end, const float *q,
                                 const void *k, const void *v, float *out, float *weights, size_t weights_stride);
 
 /**
- * The instruction set the attention kernel runs on: "scalar", "avx2",
- * "avx512" or "neon". Chosen at first use from the CPU (cpuid + XGETBV on
- * x86) unless the environment variable `KVC_FORCE_ISA` names one.
+ * The instruction set the attention kernel runs on: "scalar", "avx2"
+ * (AVX2 + FMA + F16C), "avx512" (F, BW, VL, DQ) or "neon". Chosen once, at
+ * first use: the best one the CPU has and the OS enables (cpuid + XGETBV on
+ * x86, so a hypervisor that hides ZMM state gets "avx2"; NEON is always
+ * there on AArch64), unless the environment variable `KVC_FORCE_ISA` names
+ * a usable one (other names are ignored).
+ * @return a static string; never NULL.
  */
 KVC_API const char *kvc_active_isa(void);
 
 /**
  * Force the kernel ISA for this process (tests, benchmarks).
- * @param isa "scalar", "avx2", "avx512", "neon", or NULL/"auto" for the CPU's best.
- * @return ::KVC_OK, ::KVC_EUNKNOWN (bad name), ::KVC_ENOTSUP (not compiled in or not supported by this CPU).
- * Not thread-safe against concurrent attention calls.
+ * @param isa "scalar", "avx2", "avx512", "neon", or NULL/"auto" for the CPU's
+ *            best (ignoring `KVC_FORCE_ISA`).
+ * @return ::KVC_OK, ::KVC_EUNKNOWN (bad name), ::KVC_ENOTSUP (not compiled in
+ *         or not supported by this CPU); on error nothing changes.
+ * May be called while other threads run attention: a call in progress keeps
+ * the kernel it started with, later calls use the new one.
  */
 KVC_API int kvc_set_isa(const char *isa);
 /** @} */
