@@ -21,6 +21,13 @@ static float frand(uint64_t *s, float lo, float hi) {
     return lo + (hi - lo) * (float)((double)(mix64(s) >> 11) * 0x1.0p-53);
 }
 
+/* KVC_TEST_SHORT=1 (valgrind): half the trials; the rejection checks below
+ * show the tests keep their power. */
+static int trials(int n) {
+    const char *s = getenv("KVC_TEST_SHORT");
+    return s && strcmp(s, "1") == 0 ? n / 2 : n;
+}
+
 static void check_fit(const char *what, const uint64_t *counts, const double *p, uint32_t k) {
     double x;
     double pv = ref_chi2_test(counts, p, k, &x);
@@ -31,6 +38,7 @@ static void check_rejects(const char *what, const uint64_t *counts, const double
     double x;
     double pv = ref_chi2_test(counts, p, k, &x);
     CHECKF(pv < P_PASS, "the test cannot tell %s apart: chi-square %.1f, p = %.3g", what, x, pv);
+    if (getenv("KVC_TEST_VERBOSE")) printf("  rejects %s: chi-square %.1f, p = %.3g\n", what, x, pv);
 }
 
 TEST(chi2_tail_values) {
@@ -205,7 +213,7 @@ static void vs_expected(float k[VS_CAP + 1][VS_D], float q[VS_QUERIES][VS_NQ * V
 }
 
 TEST(vase_store_window_sampling) {
-    enum { N = 8000 };
+    const int N = trials(8000);
     float k[VS_CAP + 1][VS_D], v[VS_CAP + 1][VS_D], q[VS_QUERIES][VS_NQ * VS_D], out[VS_NQ * VS_D];
     vs_data(k, v, q);
     uint64_t counts[6] = {0}, first_seed[6] = {0};
@@ -311,7 +319,8 @@ static void vi_expected(int g, int calls_mask, uint32_t pool, int shift, double 
 }
 
 TEST(vase_index_observed_sampling) {
-    enum { N = 8000, M = 7 };
+    enum { M = 7 };
+    const int N = trials(8000);
     float k[2 * VI_D], v[VI_CAP + 1][2 * VI_D], mass[VI_CAP];
     uint64_t s = 5;
     for (int t = 0; t <= VI_CAP; t++)
