@@ -23,7 +23,12 @@
 #define TILE 64
 #define MAXH 64
 
-#if defined(__GNUC__)
+/* The register blocks below are arrays indexed by compile-time loops: they
+ * must be fully unrolled to live in registers (clang needs its own pragma). */
+#if defined(__clang__)
+#define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
 #define AI static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
 #else
@@ -121,7 +126,7 @@ AI void qk_block(const float *q, uint32_t d, const char *const *kr, int HB, int 
     UNROLL
     for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_ps();
     uint32_t i = 0;
-    for (; i + 8 <= d; i += 8) {
+    for (; d - i >= 8; i += 8) {
         __m256 kv[8];
         UNROLL
         for (int b = 0; b < KB; b++) kv[b] = ld(kr[b], i, dt);
@@ -275,7 +280,7 @@ AI void pv_heads(const char *vt, size_t rs, uint32_t t, const float *p, int HB, 
                  float *out, const float *corr, uint32_t t_next) {
     const uint32_t w = 8u * (uint32_t)DC;
     uint32_t off = 0;
-    for (; off + w <= d; off += w, t_next = 0) pv_block(vt, rs, t, p, HB, DC, off, d, false, dt, out, corr, t_next);
+    for (; d - off >= w; off += w, t_next = 0) pv_block(vt, rs, t, p, HB, DC, off, d, false, dt, out, corr, t_next);
     if (off < d) pv_block(vt, rs, t, p, HB, DC, off, d, true, dt, out, corr, t_next);
 }
 
@@ -297,10 +302,10 @@ static void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float 
     float inv = 1.0f / l;
     __m256 vi = _mm256_set1_ps(inv), vm = _mm256_set1_ps(m);
     uint32_t i = 0;
-    for (; i + 8 <= d; i += 8) _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(out + i), vi));
+    for (; d - i >= 8; i += 8) _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(out + i), vi));
     for (; i < d; i++) out[i] *= inv;
     if (!w) return;
-    for (i = 0; i + 8 <= n; i += 8)
+    for (i = 0; n - i >= 8; i += 8)
         _mm256_storeu_ps(w + i, _mm256_mul_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(w + i), vm)), vi));
     if (i < n) {
         __m256i k = lanes(n - i);
@@ -323,8 +328,8 @@ AI void run(const kvc__attn_job *job, kvc_dtype dt) {
             l[h] = 0.0f;
         }
         memset(out, 0, (size_t)G * d * sizeof(float));
-        for (uint32_t j0 = 0; j0 < n; j0 += TILE) {
-            const uint32_t t = n - j0 < TILE ? n - j0 : TILE;
+        for (uint32_t j0 = 0, t; j0 < n; j0 += t) { /* += t: never wraps past n */
+            t = n - j0 < TILE ? n - j0 : TILE;
             const uint32_t rest = n - j0 - t, t_next = rest < TILE ? rest : TILE;
             const char *kt = (const char *)job->k + (size_t)j0 * rs;
             const char *vt = (const char *)job->v + (size_t)j0 * rs;

@@ -28,7 +28,12 @@
 #define TILE 64 /* keys per tile: K+V tile of d=128 f32 is 64 KiB, L2-resident */
 #define MAXH 64 /* query heads per pass (scratch: MAXH*TILE floats on the stack) */
 
-#if defined(__GNUC__)
+/* The register blocks below are arrays indexed by compile-time loops: they
+ * must be fully unrolled to live in registers (clang needs its own pragma). */
+#if defined(__clang__)
+#define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
 #define AI static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
 #else
@@ -107,7 +112,7 @@ AI void qk_block(const float *q, uint32_t d, const char *const *kr, int HB, int 
     UNROLL
     for (int a = 0; a < 16; a++) acc[a] = _mm512_setzero_ps();
     uint32_t i = 0;
-    for (; i + 16 <= d; i += 16) {
+    for (; d - i >= 16; i += 16) {
         __m512 kv[16];
         UNROLL
         for (int b = 0; b < KB; b++) kv[b] = ld(kr[b], i, dt);
@@ -252,7 +257,7 @@ AI void pv_block(const char *vt, size_t rs, uint32_t t, const float *p, int HB, 
 AI void pv_heads(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t d, kvc_dtype dt, float *out,
                  const float *corr, uint32_t t_next) {
     uint32_t off = 0;
-    for (; off + 64 <= d; off += 64, t_next = 0) pv_block(vt, rs, t, p, HB, off, d, false, dt, out, corr, t_next);
+    for (; d - off >= 64; off += 64, t_next = 0) pv_block(vt, rs, t, p, HB, off, d, false, dt, out, corr, t_next);
     if (off < d) pv_block(vt, rs, t, p, HB, off, d, true, dt, out, corr, t_next);
 }
 
@@ -274,13 +279,13 @@ static void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float 
     float inv = 1.0f / l;
     __m512 vi = _mm512_set1_ps(inv), vm = _mm512_set1_ps(m);
     uint32_t i = 0;
-    for (; i + 16 <= d; i += 16) _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(out + i), vi));
+    for (; d - i >= 16; i += 16) _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(out + i), vi));
     if (i < d) {
         __mmask16 k = tail_mask(d - i);
         _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, out + i), vi));
     }
     if (!w) return;
-    for (i = 0; i + 16 <= n; i += 16)
+    for (i = 0; n - i >= 16; i += 16)
         _mm512_storeu_ps(w + i, _mm512_mul_ps(exp16(_mm512_sub_ps(_mm512_loadu_ps(w + i), vm)), vi));
     if (i < n) {
         __mmask16 k = tail_mask(n - i);
@@ -303,8 +308,8 @@ AI void run(const kvc__attn_job *job, kvc_dtype dt) {
             l[h] = 0.0f;
         }
         memset(out, 0, (size_t)G * d * sizeof(float));
-        for (uint32_t j0 = 0; j0 < n; j0 += TILE) {
-            const uint32_t t = n - j0 < TILE ? n - j0 : TILE;
+        for (uint32_t j0 = 0, t; j0 < n; j0 += t) { /* += t: never wraps past n */
+            t = n - j0 < TILE ? n - j0 : TILE;
             const uint32_t rest = n - j0 - t, t_next = rest < TILE ? rest : TILE;
             const char *kt = (const char *)job->k + (size_t)j0 * rs;
             const char *vt = (const char *)job->v + (size_t)j0 * rs;

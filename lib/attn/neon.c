@@ -25,7 +25,12 @@
 #define TILE 64
 #define MAXH 64
 
-#if defined(__GNUC__)
+/* The register blocks below are arrays indexed by compile-time loops: they
+ * must be fully unrolled to live in registers (clang needs its own pragma). */
+#if defined(__clang__)
+#define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
 #define AI static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
 #else
@@ -94,7 +99,7 @@ AI void qk_block(const float *q, uint32_t d, const char *const *kr, int HB, int 
     UNROLL
     for (int a = 0; a < 16; a++) acc[a] = vdupq_n_f32(0.0f);
     uint32_t i = 0;
-    for (; i + 4 <= d; i += 4) {
+    for (; d - i >= 4; i += 4) {
         float32x4_t kv[16];
         UNROLL
         for (int b = 0; b < KB; b++) kv[b] = ld(kr[b], i, dt);
@@ -236,7 +241,7 @@ AI void pv_block(const char *vt, size_t rs, uint32_t t, const float *p, int HB, 
 AI void pv_heads(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t d, kvc_dtype dt, float *out,
                  const float *corr, uint32_t t_next) {
     uint32_t off = 0;
-    for (; off + 16 <= d; off += 16, t_next = 0) pv_block(vt, rs, t, p, HB, off, d, false, dt, out, corr, t_next);
+    for (; d - off >= 16; off += 16, t_next = 0) pv_block(vt, rs, t, p, HB, off, d, false, dt, out, corr, t_next);
     if (off < d) pv_block(vt, rs, t, p, HB, off, d, true, dt, out, corr, t_next);
 }
 
@@ -257,11 +262,11 @@ AI void pv_tile(const char *vt, size_t rs, uint32_t t, uint32_t t_next, const fl
 static void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float l) {
     float inv = 1.0f / l;
     uint32_t i = 0;
-    for (; i + 4 <= d; i += 4) vst1q_f32(out + i, vmulq_n_f32(vld1q_f32(out + i), inv));
+    for (; d - i >= 4; i += 4) vst1q_f32(out + i, vmulq_n_f32(vld1q_f32(out + i), inv));
     for (; i < d; i++) out[i] *= inv;
     if (!w) return;
     float32x4_t vm = vdupq_n_f32(m);
-    for (i = 0; i + 4 <= n; i += 4) vst1q_f32(w + i, vmulq_n_f32(exp4(vsubq_f32(vld1q_f32(w + i), vm)), inv));
+    for (i = 0; n - i >= 4; i += 4) vst1q_f32(w + i, vmulq_n_f32(exp4(vsubq_f32(vld1q_f32(w + i), vm)), inv));
     if (i < n) {
         float buf[4] = {0, 0, 0, 0};
         memcpy(buf, w + i, (n - i) * sizeof(float));
@@ -285,8 +290,8 @@ AI void run(const kvc__attn_job *job, kvc_dtype dt) {
             l[h] = 0.0f;
         }
         memset(out, 0, (size_t)G * d * sizeof(float));
-        for (uint32_t j0 = 0; j0 < n; j0 += TILE) {
-            const uint32_t t = n - j0 < TILE ? n - j0 : TILE;
+        for (uint32_t j0 = 0, t; j0 < n; j0 += t) { /* += t: never wraps past n */
+            t = n - j0 < TILE ? n - j0 : TILE;
             const uint32_t rest = n - j0 - t, t_next = rest < TILE ? rest : TILE;
             const char *kt = (const char *)job->k + (size_t)j0 * rs;
             const char *vt = (const char *)job->v + (size_t)j0 * rs;

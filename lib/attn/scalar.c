@@ -27,8 +27,8 @@ static void heads(const kvc__attn_job *job, uint32_t h0, uint32_t nh) {
         l[h] = 0.0f;
         memset(job->out + (size_t)(h0 + h) * d, 0, d * sizeof(float));
     }
-    for (uint32_t j0 = 0; j0 < n; j0 += TILE) {
-        uint32_t t = n - j0 < TILE ? n - j0 : TILE;
+    for (uint32_t j0 = 0, t; j0 < n; j0 += t) { /* += t: never wraps past n */
+        t = n - j0 < TILE ? n - j0 : TILE;
         for (uint32_t j = 0; j < t; j++) {
             const void *kr = (const char *)job->k + (size_t)(j0 + j) * job->row_stride * esz;
             for (uint32_t h = 0; h < nh; h++) {
@@ -53,8 +53,8 @@ static void heads(const kvc__attn_job *job, uint32_t h0, uint32_t nh) {
         }
         /* The tile's share of out is summed apart, then folded in with the
          * correction: rounding error grows like TILE + n/TILE, not n. */
-        for (uint32_t c0 = 0; c0 < d; c0 += CHUNK) {
-            uint32_t w = d - c0 < CHUNK ? d - c0 : CHUNK;
+        for (uint32_t c0 = 0, w; c0 < d; c0 += w) {
+            w = d - c0 < CHUNK ? d - c0 : CHUNK;
             for (uint32_t h = 0; h < nh; h++) memset(acc[h], 0, w * sizeof(float));
             for (uint32_t j = 0; j < t; j++) {
                 const void *vr = (const char *)job->v + (size_t)(j0 + j) * job->row_stride * esz;
