@@ -1,9 +1,10 @@
 #!/bin/sh
 # The pointer-chasing lab on a reduced grid with a fixed seed: every closed-form
 # prediction must lie inside its 99.9% Wilson interval, with and without the
-# guess on failure. Then the check itself is checked: the same run with every
-# prediction 10% off must be caught, and its measured values must not change
-# (same seed, same output). Bad arguments must be refused.
+# guess on failure; the kvc_cache controllers must give the same lines in
+# STORE mode as in INDEX mode. Then the check itself is checked: the same run
+# with every prediction 10% off must be caught, and its measured values must
+# not change (same seed, same output). Bad arguments must be refused.
 BUILD=${BUILD:-build}
 BIN=$BUILD/examples/pointer_chase
 if [ ! -x "$BIN" ]; then
@@ -47,6 +48,15 @@ n=$(outside 30 <"$tmp/plain") || exit 1
 [ "$n" -eq 0 ] || { echo "$n predictions outside their 99.9% interval"; exit 1; }
 echo "plain: $(grep -c '^pc ' "$tmp/plain") lines, every prediction inside its 99.9% interval"
 
+# STORE mode must keep the same residents as INDEX mode: the same lines, byte for byte.
+"$BIN" --grid 16:8:8,32:8:16 --trials 50000 --seed 7 --level 99.9 --mode store >"$tmp/store" 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }
+settings() { grep -E '^(pc|sep) n=(16 s=8 k=8|32 s=8 k=16) ' "$1"; }
+[ "$(settings "$tmp/store" | wc -l)" -eq 14 ] && [ "$(settings "$tmp/plain")" = "$(settings "$tmp/store")" ] || {
+    echo "STORE mode differs from INDEX mode"
+    exit 1
+}
+echo "store: the same 14 lines as index mode"
+
 "$BIN" --grid 16:8:8,32:8:16 --trials 50000 --seed 7 --level 99.9 --guess >"$tmp/guess" 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }
 grep -q 'guess=on' "$tmp/guess" || { echo "guess mode not reported"; exit 1; }
 n=$(outside 10 <"$tmp/guess") || exit 1
@@ -64,7 +74,7 @@ measured() { grep '^pc n=16 s=8 k=8 ' "$1" | sed 's/ predicted=.*//'; }
 }
 echo "wrong predictions: $n of $(grep -Ec '^(pc|sep) .*predicted=[0-9]' "$tmp/wrong") caught; same seed, same measurements"
 
-for bad in "--grid 16:15:8" "--grid 16:8:1" "--grid 16:8" "--trials 0" "--level 100" "--seed x" "--bogus 1"; do
+for bad in "--grid 16:15:8" "--grid 16:8:1" "--grid 16:8" "--trials 0" "--level 100" "--seed x" "--mode paged" "--bogus 1"; do
     # shellcheck disable=SC2086
     "$BIN" $bad >/dev/null 2>"$tmp/err"
     rc=$?
