@@ -1,0 +1,746 @@
+/* Decode-attention benchmark (`make bench`). Prints figures, never fails on speed.
+ *
+ * Measured in the same run, so the ratios hold on whatever machine runs it:
+ *  - DRAM read bandwidth, 1 and 2 threads, over a buffer of 4x the last-level
+ *    cache (at least 512 MiB, at most 2 GiB), and for comparison over a
+ *    flushed 64 MiB buffer (the way the kernel cases make K/V cold);
+ *  - the FMA peak of the active ISA's vectors, 1 and 2 threads;
+ *  - the kernel on d=128, Hq=32, Hkv=8, n in {512, 4096, 32768}, f32/f16/bf16,
+ *    K/V cold, 1 and 2 threads (threads split the kv heads through
+ *    kvc_attention_heads), and the same for a plain scalar loop (isa=naive);
+ *  - n=512 with K/V cache-resident against the FMA peak: the whole shape
+ *    (1 thread: f32 K/V is 4 MiB, so L3) and one kv head (L2);
+ *  - kvc_cache_attend (h2o, vase; capacity 4096) over the bare kernel on the
+ *    cache's own storage (kvc_cache_attend_heads for all heads).
+ *
+ * Cold K/V: every line of K and V is flushed (clflushopt) before each timed
+ * run. Making K/V cold by size instead would need more than the LLC per
+ * case (480 MiB here: 120 copies of the n=512 case) and would add page
+ * faults and TLB misses that a decode step does not have; flushing leaves the
+ * same buffers, addresses and TLB entries, and only the data comes from DRAM.
+ * The dram_flushed line checks that reading flushed lines runs at the same
+ * speed as streaming a buffer far larger than the LLC.
+ *
+ * Every case reports the median wall-clock time of BENCH_RUNS (default 9, at
+ * least 7) runs. The machine may be shared: a run counts only if every
+ * thread of it was on a CPU for >= 90% of its wall time (thread CPU time vs
+ * wall time), so time slices lost to other processes do not pollute the
+ * medians. Up to 4x as many runs are tried; if too few qualify, all are
+ * used and the case counts as disturbed (see the info line at the end).
+ *
+ * Other tenants also slow memory down without taking our CPU (a busy vCPU
+ * next to ours costs ~40% of its DRAM bandwidth here), so each cold case
+ * also reads the same flushed K/V bytes with a plain loop, alternating run
+ * by run with the kernel: the `bench ref` line compares the two under the
+ * same conditions. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+#include "kvc.h"
+
+#define D 128
+#define HQ 32
+#define HKV 8
+#define MAXRUNS 64
+
+static int runs = 9;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+static double thread_cpu(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+static void *xalloc(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64)) {
+        fprintf(stderr, "bench: out of memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+
+static uint64_t rng = 0x243f6a8885a308d3ull;
+static uint64_t rnd(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static float unif(void) { return (float)(rnd() >> 40) * (2.0f / 16777216.0f) - 1.0f; }
+
+/* ------------------------------------------------------------ CPU helpers */
+
+/* Waiting threads yield rather than spin: on this kind of VM a spinning
+ * (even PAUSE-ing) vCPU cuts the other vCPU's DRAM bandwidth by ~40%, which
+ * would distort every 1-thread figure and the tail of 2-thread runs. */
+static inline void cpu_relax(void) { sched_yield(); }
+
+#if defined(__x86_64__)
+static int cpu_has(int leaf7_ebx_bit) {
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, NULL) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b >> leaf7_ebx_bit) & 1;
+}
+__attribute__((target("clflushopt"))) static void flush_opt(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i += 64) _mm_clflushopt((void *)(uintptr_t)(p + i));
+}
+#endif
+
+/* Evict [p, p+bytes) from every cache level. */
+static void flush(const void *p, size_t bytes) {
+    const char *c = (const char *)((uintptr_t)p & ~(uintptr_t)63);
+    size_t n = bytes + (size_t)((const char *)p - c);
+#if defined(__x86_64__)
+    static int opt = -1;
+    if (opt < 0) opt = cpu_has(23);
+    if (opt)
+        flush_opt(c, n);
+    else
+        for (size_t i = 0; i < n; i += 64) _mm_clflush(c + i);
+    _mm_mfence();
+#elif defined(__aarch64__)
+    for (size_t i = 0; i < n; i += 64) __asm__ volatile("dc civac, %0" ::"r"(c + i) : "memory");
+    __asm__ volatile("dsb ish" ::: "memory");
+#else
+    (void)c;
+    (void)n; /* no portable flush: the case is then warm for small n */
+#endif
+}
+
+/* ------------------------------------------------------------ two threads */
+
+typedef void (*work_fn)(void *ctx, int tid, int nthreads);
+static struct {
+    pthread_t th;
+    _Atomic unsigned go, done;
+    _Atomic int quit;
+    work_fn fn;
+    void *ctx;
+    double cpu[2]; /* CPU seconds each thread spent in the last fn */
+} pool;
+
+static unsigned pool_seen;
+static void *worker(void *arg) {
+    (void)arg;
+    unsigned seen = pool_seen; /* the generation at start: earlier phases' work is done */
+    for (;;) {
+        unsigned g;
+        while ((g = atomic_load_explicit(&pool.go, memory_order_acquire)) == seen) cpu_relax();
+        seen = g;
+        if (atomic_load(&pool.quit)) return NULL;
+        double c0 = thread_cpu();
+        pool.fn(pool.ctx, 1, 2);
+        pool.cpu[1] = thread_cpu() - c0;
+        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+    }
+}
+/* The helper thread spins only while a 2-thread phase runs. */
+static void pool_start(void) {
+    atomic_store(&pool.quit, 0);
+    pool_seen = atomic_load(&pool.go);
+    if (pthread_create(&pool.th, NULL, worker, NULL)) {
+        fprintf(stderr, "bench: pthread_create failed\n");
+        exit(1);
+    }
+}
+static void pool_stop(void) {
+    atomic_store(&pool.quit, 1);
+    atomic_fetch_add_explicit(&pool.go, 1, memory_order_release);
+    pthread_join(pool.th, NULL);
+}
+static void run_threads(work_fn fn, void *ctx, int threads) {
+    double c0 = thread_cpu();
+    if (threads == 1) {
+        fn(ctx, 0, 1);
+        pool.cpu[0] = thread_cpu() - c0;
+        return;
+    }
+    unsigned d0 = atomic_load_explicit(&pool.done, memory_order_acquire);
+    pool.fn = fn;
+    pool.ctx = ctx;
+    atomic_fetch_add_explicit(&pool.go, 1, memory_order_release);
+    fn(ctx, 0, 2);
+    while (atomic_load_explicit(&pool.done, memory_order_acquire) == d0) cpu_relax();
+    pool.cpu[0] = thread_cpu() - c0;
+}
+
+typedef struct {
+    const void *p;
+    size_t bytes;
+} region;
+
+static int disturbed_cases;
+
+/* One timed run: wall seconds, and whether every thread was on a CPU for
+ * >= 90% of it. */
+static double run_once(work_fn fn, void *ctx, int threads, const region *fl, int nfl, int *undisturbed) {
+    for (int i = 0; i < nfl; i++) flush(fl[i].p, fl[i].bytes);
+    double t0 = now();
+    run_threads(fn, ctx, threads);
+    double w = now() - t0, sh = 1.0;
+    for (int t = 0; t < threads; t++) sh = pool.cpu[t] / w < sh ? pool.cpu[t] / w : sh;
+    *undisturbed = sh >= 0.9;
+    return w;
+}
+
+/* Median wall seconds of `fn` over `nruns` undisturbed runs (see the top
+ * comment), flushing `fl` before each (none: warm), after one untimed run
+ * (page faults, code, branch predictors) unless nruns is 1. With `fn2`,
+ * its runs alternate with those of `fn` under the same rules (so both see
+ * the same machine) and its median goes to *t2. */
+static double timed2(work_fn fn, void *ctx, work_fn fn2, void *ctx2, double *t2, int threads, const region *fl,
+                     int nfl, int nruns) {
+    static double good[2][MAXRUNS * 20], all[2][MAXRUNS * 80]; /* nruns <= 20 * MAXRUNS */
+    int ng = 0, na = 0, disturbed = 0;
+    if (nruns > 1) {
+        run_threads(fn, ctx, threads);
+        if (fn2) run_threads(fn2, ctx2, threads);
+    }
+    for (int a = 0; a < 4 * nruns && ng < nruns; a++) {
+        int u1, u2 = 1;
+        double w1 = run_once(fn, ctx, threads, fl, nfl, &u1), w2 = 0;
+        if (fn2) w2 = run_once(fn2, ctx2, threads, fl, nfl, &u2);
+        all[0][na] = w1;
+        all[1][na++] = w2;
+        if (u1 && u2) {
+            good[0][ng] = w1;
+            good[1][ng++] = w2;
+        }
+    }
+    if (ng < nruns) { /* too busy: use every run */
+        disturbed = 1;
+        ng = na;
+        memcpy(good[0], all[0], sizeof(double) * (size_t)na);
+        memcpy(good[1], all[1], sizeof(double) * (size_t)na);
+    }
+    disturbed_cases += disturbed;
+    if (fn2) *t2 = median(good[1], ng);
+    return median(good[0], ng);
+}
+
+static double timed(work_fn fn, void *ctx, int threads, const region *fl, int nfl, int nruns) {
+    return timed2(fn, ctx, NULL, NULL, NULL, threads, fl, nfl, nruns);
+}
+
+/* ------------------------------------------------------------ DRAM read bandwidth */
+
+typedef struct {
+    const char *p;
+    size_t bytes;
+    volatile uint64_t sink;
+} readctx;
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static uint64_t read_avx2(const char *p, size_t n) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i + 128 <= n; i += 128) {
+        a = _mm256_add_epi64(a, _mm256_load_si256((const __m256i *)(const void *)(p + i)));
+        b = _mm256_add_epi64(b, _mm256_load_si256((const __m256i *)(const void *)(p + i + 32)));
+        c = _mm256_add_epi64(c, _mm256_load_si256((const __m256i *)(const void *)(p + i + 64)));
+        d = _mm256_add_epi64(d, _mm256_load_si256((const __m256i *)(const void *)(p + i + 96)));
+    }
+    a = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
+    return (uint64_t)_mm256_extract_epi64(a, 0) + (uint64_t)_mm256_extract_epi64(a, 3);
+}
+#endif
+
+static uint64_t read_plain(const char *p, size_t n) {
+    const uint64_t *w = (const uint64_t *)(const void *)p;
+    uint64_t s[8] = {0};
+    for (size_t i = 0; i + 8 <= n / 8; i += 8)
+        for (int k = 0; k < 8; k++) s[k] += w[i + (size_t)k];
+    return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+/* Sum of [p, p+n), n a multiple of 128, p 32-byte aligned. */
+static uint64_t read_range(const char *p, size_t n) {
+#if defined(__x86_64__)
+    static int avx2 = -1;
+    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) return read_avx2(p, n);
+#endif
+    return read_plain(p, n);
+}
+
+static void work_read(void *vctx, int tid, int nt) {
+    readctx *c = vctx;
+    size_t part = (c->bytes / (size_t)nt) & ~(size_t)127;
+    c->sink += read_range(c->p + part * (size_t)tid, part);
+}
+
+static size_t llc_bytes(void) {
+    long s = -1;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    s = sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+    if (s <= 0) {
+        FILE *f = fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r");
+        char unit = 0;
+        if (f && fscanf(f, "%ld%c", &s, &unit) >= 1) s *= unit == 'M' ? 1 << 20 : unit == 'K' ? 1 << 10 : 1;
+        if (f) fclose(f);
+    }
+    return s > 0 ? (size_t)s : (size_t)64 << 20;
+}
+
+/* ------------------------------------------------------------ FMA peak */
+
+typedef struct {
+    long iters;
+    double flops_per_iter;
+    volatile float sink;
+} fmactx;
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static float fma_zmm(long iters) {
+    __m512 a[16], x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-6f);
+    for (int k = 0; k < 16; k++) a[k] = _mm512_set1_ps((float)k);
+    for (long i = 0; i < iters; i++) {
+        a[0] = _mm512_fmadd_ps(a[0], x, y), a[1] = _mm512_fmadd_ps(a[1], x, y);
+        a[2] = _mm512_fmadd_ps(a[2], x, y), a[3] = _mm512_fmadd_ps(a[3], x, y);
+        a[4] = _mm512_fmadd_ps(a[4], x, y), a[5] = _mm512_fmadd_ps(a[5], x, y);
+        a[6] = _mm512_fmadd_ps(a[6], x, y), a[7] = _mm512_fmadd_ps(a[7], x, y);
+        a[8] = _mm512_fmadd_ps(a[8], x, y), a[9] = _mm512_fmadd_ps(a[9], x, y);
+        a[10] = _mm512_fmadd_ps(a[10], x, y), a[11] = _mm512_fmadd_ps(a[11], x, y);
+        a[12] = _mm512_fmadd_ps(a[12], x, y), a[13] = _mm512_fmadd_ps(a[13], x, y);
+        a[14] = _mm512_fmadd_ps(a[14], x, y), a[15] = _mm512_fmadd_ps(a[15], x, y);
+    }
+    __m512 s = a[0];
+    for (int k = 1; k < 16; k++) s = _mm512_add_ps(s, a[k]);
+    return _mm512_reduce_add_ps(s);
+}
+__attribute__((target("avx2,fma"))) static float fma_ymm(long iters) {
+    __m256 a[12], x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-6f);
+    for (int k = 0; k < 12; k++) a[k] = _mm256_set1_ps((float)k);
+    for (long i = 0; i < iters; i++) {
+        a[0] = _mm256_fmadd_ps(a[0], x, y), a[1] = _mm256_fmadd_ps(a[1], x, y);
+        a[2] = _mm256_fmadd_ps(a[2], x, y), a[3] = _mm256_fmadd_ps(a[3], x, y);
+        a[4] = _mm256_fmadd_ps(a[4], x, y), a[5] = _mm256_fmadd_ps(a[5], x, y);
+        a[6] = _mm256_fmadd_ps(a[6], x, y), a[7] = _mm256_fmadd_ps(a[7], x, y);
+        a[8] = _mm256_fmadd_ps(a[8], x, y), a[9] = _mm256_fmadd_ps(a[9], x, y);
+        a[10] = _mm256_fmadd_ps(a[10], x, y), a[11] = _mm256_fmadd_ps(a[11], x, y);
+    }
+    __m256 s = a[0];
+    for (int k = 1; k < 12; k++) s = _mm256_add_ps(s, a[k]);
+    float o[8];
+    _mm256_storeu_ps(o, s);
+    return o[0] + o[7];
+}
+#endif
+#if defined(__aarch64__)
+static float fma_neon(long iters) {
+    float32x4_t a[16], x = vdupq_n_f32(0.999999f), y = vdupq_n_f32(1e-6f);
+    for (int k = 0; k < 16; k++) a[k] = vdupq_n_f32((float)k);
+    for (long i = 0; i < iters; i++)
+        for (int k = 0; k < 16; k++) a[k] = vfmaq_f32(y, a[k], x);
+    float32x4_t s = a[0];
+    for (int k = 1; k < 16; k++) s = vaddq_f32(s, a[k]);
+    return vaddvq_f32(s);
+}
+#endif
+static float fma_scalar(long iters) {
+    float a[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (long i = 0; i < iters; i++)
+        for (int k = 0; k < 8; k++) a[k] = a[k] * 0.999999f + 1e-6f;
+    return a[0] + a[7];
+}
+
+static const char *peak_isa; /* vector width used for the peak */
+static void work_fma(void *vctx, int tid, int nt) {
+    (void)tid;
+    (void)nt;
+    fmactx *c = vctx;
+#if defined(__x86_64__)
+    if (strcmp(peak_isa, "avx512") == 0) {
+        c->sink += fma_zmm(c->iters);
+        c->flops_per_iter = 16 * 16 * 2;
+        return;
+    }
+    if (strcmp(peak_isa, "avx2") == 0) {
+        c->sink += fma_ymm(c->iters);
+        c->flops_per_iter = 12 * 8 * 2;
+        return;
+    }
+#endif
+#if defined(__aarch64__)
+    if (strcmp(peak_isa, "neon") == 0) {
+        c->sink += fma_neon(c->iters);
+        c->flops_per_iter = 16 * 4 * 2;
+        return;
+    }
+#endif
+    c->sink += fma_scalar(c->iters);
+    c->flops_per_iter = 8 * 2;
+}
+
+/* ------------------------------------------------------------ kernel cases */
+
+static const char *dt_name(kvc_dtype dt) { return dt == KVC_DTYPE_F32 ? "f32" : dt == KVC_DTYPE_F16 ? "f16" : "bf16"; }
+static size_t esize(kvc_dtype dt) { return dt == KVC_DTYPE_F32 ? 4 : 2; }
+
+/* Random elements of magnitude < 1 (exponent below the bias: no Inf/NaN). */
+static void fill_kv(void *p, size_t n, kvc_dtype dt) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = rnd();
+        if (dt == KVC_DTYPE_F32)
+            ((float *)p)[i] = unif();
+        else if (dt == KVC_DTYPE_F16)
+            ((uint16_t *)p)[i] = (uint16_t)(((r & 1) << 15) | ((5 + (r >> 1) % 10) << 10) | ((r >> 8) & 0x3ff));
+        else
+            ((uint16_t *)p)[i] = (uint16_t)(((r & 1) << 15) | ((117 + (r >> 1) % 10) << 7) | ((r >> 8) & 0x7f));
+    }
+}
+
+typedef struct {
+    kvc_attn_layout L;
+    const float *q;
+    const void *k, *v;
+    float *out, *w;
+    size_t wstride;
+    float *scratch; /* naive: HQ x n logits */
+} attnctx;
+
+static void work_kernel(void *vctx, int tid, int nt) {
+    attnctx *c = vctx;
+    uint32_t b = c->L.n_kv_heads * (uint32_t)tid / (uint32_t)nt, e = c->L.n_kv_heads * (uint32_t)(tid + 1) / (uint32_t)nt;
+    if (kvc_attention_heads(&c->L, b, e, c->q, c->k, c->v, c->out, c->w, c->wstride) != KVC_OK) {
+        fprintf(stderr, "bench: kvc_attention_heads failed\n");
+        exit(1);
+    }
+}
+
+/* The reference for the kernel: a plain read of the K and V bytes of the
+ * same kv heads (heads are 128-byte multiples, 64-byte aligned). */
+static volatile uint64_t kv_sink;
+static void work_kvread(void *vctx, int tid, int nt) {
+    attnctx *c = vctx;
+    uint32_t b = c->L.n_kv_heads * (uint32_t)tid / (uint32_t)nt, e = c->L.n_kv_heads * (uint32_t)(tid + 1) / (uint32_t)nt;
+    size_t hb = c->L.head_stride * esize(c->L.dtype);
+    kv_sink += read_range((const char *)c->k + hb * b, hb * (e - b)) + read_range((const char *)c->v + hb * b, hb * (e - b));
+}
+
+/* The straightforward implementation: per query head, scores, softmax,
+ * weighted sum of V; converts each element as it goes. */
+static float elem(const void *base, size_t i, kvc_dtype dt) {
+    if (dt == KVC_DTYPE_F32) return ((const float *)base)[i];
+    uint16_t h = ((const uint16_t *)base)[i];
+    uint32_t u;
+    if (dt == KVC_DTYPE_BF16) {
+        u = (uint32_t)h << 16;
+    } else {
+        uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff, s = (uint32_t)(h & 0x8000) << 16;
+        if (e == 0) { /* subnormal (not produced by fill_kv, kept for honesty) */
+            float f = (float)m * (1.0f / 16777216.0f);
+            return s ? -f : f;
+        }
+        u = s | ((e + 112) << 23) | (m << 13);
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void work_naive(void *vctx, int tid, int nt) {
+    attnctx *c = vctx;
+    const kvc_attn_layout *L = &c->L;
+    const uint32_t r = L->n_q_heads / L->n_kv_heads, n = L->n_keys, d = L->head_dim;
+    const float scale = 1.0f / sqrtf((float)d);
+    uint32_t b = L->n_q_heads * (uint32_t)tid / (uint32_t)nt, e = L->n_q_heads * (uint32_t)(tid + 1) / (uint32_t)nt;
+    for (uint32_t h = b; h < e; h++) {
+        const size_t base = (size_t)(h / r) * L->head_stride;
+        const float *q = c->q + (size_t)h * d;
+        float *s = c->scratch + (size_t)h * n, *o = c->out + (size_t)h * d;
+        float m = -INFINITY, sum = 0.0f;
+        for (uint32_t j = 0; j < n; j++) {
+            float a = 0.0f;
+            for (uint32_t i = 0; i < d; i++) a += q[i] * elem(c->k, base + (size_t)j * L->row_stride + i, L->dtype);
+            s[j] = a * scale;
+            if (s[j] > m) m = s[j];
+        }
+        for (uint32_t j = 0; j < n; j++) {
+            s[j] = expf(s[j] - m);
+            sum += s[j];
+        }
+        for (uint32_t i = 0; i < d; i++) o[i] = 0.0f;
+        for (uint32_t j = 0; j < n; j++)
+            for (uint32_t i = 0; i < d; i++) o[i] += s[j] * elem(c->v, base + (size_t)j * L->row_stride + i, L->dtype);
+        for (uint32_t i = 0; i < d; i++) o[i] /= sum;
+    }
+}
+
+/* ------------------------------------------------------------ cache over kernel */
+
+typedef struct {
+    void *p[32];
+    size_t size[32];
+    int n;
+} recorder;
+
+static void *rec_alloc(void *opaque, size_t size, size_t align) {
+    recorder *r = opaque;
+    void *p = NULL;
+    if (r->n == 32 || posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) : align, size)) return NULL;
+    r->p[r->n] = p;
+    r->size[r->n++] = size;
+    return p;
+}
+static void rec_free(void *opaque, void *p) {
+    recorder *r = opaque;
+    for (int i = 0; i < r->n; i++)
+        if (r->p[i] == p) {
+            r->p[i] = r->p[--r->n];
+            r->size[i] = r->size[r->n];
+            break;
+        }
+    free(p);
+}
+
+typedef struct {
+    kvc_cache *cache;
+    const float *q;
+    float *out;
+} cachectx;
+
+static void cache_fail(kvc_cache *c, const char *what) {
+    fprintf(stderr, "bench: %s failed: %s\n", what, kvc_cache_last_error(c));
+    exit(1);
+}
+/* The whole attend: kernel, then the weights reach the policy. */
+static void work_cache(void *vctx, int tid, int nt) {
+    (void)tid;
+    (void)nt;
+    cachectx *c = vctx;
+    if (kvc_cache_attend(c->cache, c->q, c->out) != KVC_OK) cache_fail(c->cache, "kvc_cache_attend");
+}
+/* The bare kernel on the cache's own storage (weights too when the policy
+ * needs them): what attend costs without the policy bookkeeping. */
+static void work_cache_heads(void *vctx, int tid, int nt) {
+    (void)tid;
+    (void)nt;
+    cachectx *c = vctx;
+    if (kvc_cache_attend_heads(c->cache, c->q, c->out, 0, HKV) != KVC_OK) cache_fail(c->cache, "kvc_cache_attend_heads");
+}
+
+/* kvc_cache_attend over the bare kernel on the same memory (every byte the
+ * cache allocated is flushed before each run), runs interleaved; the
+ * standalone kvc_attention on separate buffers of the same shape is shown
+ * for context. */
+static double cache_ratio(const char *policy, kvc_dtype dt, const float *q, float *out) {
+    const uint32_t cap = 4096;
+    recorder rec = {{0}, {0}, 0};
+    kvc_allocator al = {rec_alloc, rec_free, &rec};
+    kvc_cache *cache = NULL;
+    if (kvc_cache_create_spec(&cache, HKV, HQ, D, cap, dt, KVC_MODE_STORE, policy, &al) != KVC_OK) {
+        fprintf(stderr, "bench: cannot create a %s cache\n", policy);
+        exit(1);
+    }
+    float *k = xalloc((size_t)HKV * D * 4), *v = xalloc((size_t)HKV * D * 4);
+    for (uint32_t t = 0; t < cap; t++) {
+        for (size_t i = 0; i < (size_t)HKV * D; i++) k[i] = unif(), v[i] = unif();
+        if (kvc_cache_append(cache, t, k, v) != KVC_OK) cache_fail(cache, "kvc_cache_append");
+    }
+    region cfl[32];
+    for (int i = 0; i < rec.n; i++) cfl[i] = (region){rec.p[i], rec.size[i]};
+    cachectx cc = {cache, q, out};
+    double th = 0, ta = timed2(work_cache, &cc, work_cache_heads, &cc, &th, 1, cfl, rec.n, 2 * runs + 1);
+
+    const size_t kvn = (size_t)HKV * cap * D, es = esize(dt);
+    void *K = xalloc(kvn * es), *V = xalloc(kvn * es);
+    float *w = xalloc((size_t)HQ * cap * 4);
+    fill_kv(K, kvn, dt);
+    fill_kv(V, kvn, dt);
+    attnctx a = {{HQ, HKV, D, cap, dt, D, (size_t)cap * D, 0.0f}, q, K, V, out, w, cap, NULL};
+    region kfl[3] = {{K, kvn * es}, {V, kvn * es}, {w, (size_t)HQ * cap * 4}};
+    double tk = timed(work_kernel, &a, 1, kfl, 3, runs);
+    printf("bench cache policy=%s dtype=%s n=%u threads=1 us=%.1f kernel_us=%.1f ratio=%.3f standalone_kernel_us=%.1f\n",
+           policy, dt_name(dt), cap, ta * 1e6, th * 1e6, ta / th, tk * 1e6);
+    fflush(stdout);
+    kvc_cache_destroy(cache);
+    free(k);
+    free(v);
+    free(K);
+    free(V);
+    free(w);
+    return ta / th;
+}
+
+/* ------------------------------------------------------------ main */
+
+/* BENCH_PARTS: comma-separated subset of dram,fma,attn,cache (default all).
+ * attn needs dram and fma for its ratios; without them those read 0. */
+static int want(const char *part) {
+    const char *e = getenv("BENCH_PARTS");
+    if (!e || !*e) return 1;
+    size_t n = strlen(part);
+    for (const char *p = e; (p = strstr(p, part)); p += n)
+        if ((p == e || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
+    return 0;
+}
+
+int main(void) {
+    const char *e = getenv("BENCH_RUNS");
+    if (e && atoi(e) > 0) runs = atoi(e);
+    runs = runs < 7 ? 7 : runs > MAXRUNS ? MAXRUNS : runs;
+    e = getenv("BENCH_NAIVE");
+    const int with_naive = !(e && strcmp(e, "0") == 0);
+    const char *isa = kvc_active_isa();
+    peak_isa = isa;
+    const size_t llc = llc_bytes();
+    printf("bench info isa=%s llc_mib=%zu runs=%d d=%d hq=%d hkv=%d\n", isa, llc >> 20, runs, D, HQ, HKV);
+
+    /* DRAM bandwidth */
+    double dram[3] = {0, 0, 0}, dram_fl[3] = {0, 0, 0};
+    if (want("dram")) {
+        size_t big = 4 * llc;
+        big = big < ((size_t)512 << 20) ? (size_t)512 << 20 : big > ((size_t)2 << 30) ? (size_t)2 << 30 : big;
+        char *buf = xalloc(big);
+        memset(buf, 1, big);
+        readctx rc = {buf, big, 0};
+        size_t fl = (size_t)64 << 20;
+        readctx rf = {buf, fl, 0};
+        region reg = {buf, fl};
+        pool_start();
+        for (int t = 1; t <= 2; t++) {
+            dram[t] = (double)big / timed(work_read, &rc, t, NULL, 0, runs) / 1e9;
+            dram_fl[t] = (double)fl / timed(work_read, &rf, t, &reg, 1, runs) / 1e9;
+            printf("bench dram threads=%d mib=%zu gbps=%.2f\n", t, big >> 20, dram[t]);
+            printf("bench dram_flushed threads=%d mib=%zu gbps=%.2f\n", t, fl >> 20, dram_fl[t]);
+            fflush(stdout);
+        }
+        pool_stop();
+        free(buf);
+    }
+
+    /* FMA peak of the active ISA's vectors */
+    double peak[3] = {0, 0, 0};
+    if (want("fma")) {
+        fmactx fc = {1000, 0, 0};
+        double t = 0;
+        while ((t = timed(work_fma, &fc, 1, NULL, 0, 1)) < 0.02) fc.iters *= 4;
+        pool_start();
+        for (int th = 1; th <= 2; th++) {
+            t = timed(work_fma, &fc, th, NULL, 0, runs);
+            peak[th] = fc.flops_per_iter * (double)fc.iters * th / t / 1e9;
+            printf("bench fma isa=%s threads=%d gflops=%.1f\n", peak_isa, th, peak[th]);
+        }
+        pool_stop();
+        fflush(stdout);
+    }
+
+    float *q = xalloc((size_t)HQ * D * 4), *out = xalloc((size_t)HQ * D * 4);
+    for (size_t i = 0; i < (size_t)HQ * D; i++) q[i] = unif() * 2.0f;
+
+    /* kernel and naive, cold K/V */
+    static const uint32_t ns[] = {512, 4096, 32768};
+    static const kvc_dtype dts[] = {KVC_DTYPE_F32, KVC_DTYPE_F16, KVC_DTYPE_BF16};
+    double worst_frac = 1e9, worst_ref = 1e9, fma_frac[3][3] = {{0}};
+    pool_start();
+    for (int di = 0; di < 3 && want("attn"); di++) {
+        const kvc_dtype dt = dts[di];
+        for (int ni = 0; ni < 3; ni++) {
+            const uint32_t n = ns[ni];
+            const size_t kvn = (size_t)HKV * n * D, bytes = kvn * esize(dt);
+            void *K = xalloc(bytes), *V = xalloc(bytes);
+            float *scratch = xalloc((size_t)HQ * n * 4);
+            fill_kv(K, kvn, dt);
+            fill_kv(V, kvn, dt);
+            attnctx a = {{HQ, HKV, D, n, dt, D, (size_t)n * D, 0.0f}, q, K, V, out, NULL, 0, scratch};
+            region fl[2] = {{K, bytes}, {V, bytes}};
+            for (int th = 1; th <= 2; th++) {
+                for (int naive = 0; naive < 1 + with_naive; naive++) {
+                    double tr = 0;
+                    double t = naive ? timed(work_naive, &a, th, fl, 2, runs)
+                                     : timed2(work_kernel, &a, work_kvread, &a, &tr, th, fl, 2, runs);
+                    double gbps = 2.0 * (double)bytes / t / 1e9;
+                    printf("bench attn isa=%s dtype=%s n=%u threads=%d us=%.1f gbps=%.2f dram_gbps=%.2f frac=%.3f\n",
+                           naive ? "naive" : isa, dt_name(dt), n, th, t * 1e6, gbps, dram[th], gbps / dram[th]);
+                    if (!naive) {
+                        double rg = 2.0 * (double)bytes / tr / 1e9;
+                        printf("bench ref dtype=%s n=%u threads=%d read_us=%.1f read_gbps=%.2f frac_read=%.3f\n",
+                               dt_name(dt), n, th, tr * 1e6, rg, gbps / rg);
+                        if (n >= 4096 && gbps / rg < worst_ref) worst_ref = gbps / rg;
+                    }
+                    fflush(stdout);
+                    if (!naive && n >= 4096 && gbps / dram[th] < worst_frac) worst_frac = gbps / dram[th];
+                }
+            }
+            if (n == 512) { /* cache-resident: against the FMA peak */
+                for (int th = 1; th <= 2; th++) {
+                    double t = timed(work_kernel, &a, th, NULL, 0, runs * 5);
+                    double gflops = 4.0 * HQ * n * D / t / 1e9;
+                    fma_frac[di][th] = gflops / peak[th];
+                    printf("bench attn_warm isa=%s dtype=%s n=%u threads=%d us=%.1f gflops=%.1f fma_peak_gflops=%.1f "
+                           "frac_fma=%.3f\n",
+                           isa, dt_name(dt), n, th, t * 1e6, gflops, peak[th], gflops / peak[th]);
+                }
+                /* one kv head and its 4 query heads: K/V small enough for L2 */
+                attnctx one = a;
+                one.L.n_q_heads = HQ / HKV;
+                one.L.n_kv_heads = 1;
+                double t = timed(work_kernel, &one, 1, NULL, 0, runs * 20);
+                double gflops = 4.0 * (HQ / HKV) * n * D / t / 1e9;
+                fma_frac[di][0] = gflops / peak[1];
+                printf("bench attn_l2 isa=%s dtype=%s n=%u threads=1 hq=%d hkv=1 kv_kib=%zu us=%.2f gflops=%.1f "
+                       "fma_peak_gflops=%.1f frac_fma=%.3f\n",
+                       isa, dt_name(dt), n, HQ / HKV, 2 * bytes / HKV >> 10, t * 1e6, gflops, peak[1], gflops / peak[1]);
+                fflush(stdout);
+            }
+            free(K);
+            free(V);
+            free(scratch);
+        }
+    }
+    pool_stop();
+
+    /* policy bookkeeping over the bare kernel */
+    double worst_ratio = 0;
+    for (int p = 0; p < 2 && want("cache"); p++)
+        for (int di = 0; di < 3; di++) {
+            double r = cache_ratio(p ? "vase" : "h2o", dts[di], q, out);
+            worst_ratio = r > worst_ratio ? r : worst_ratio;
+        }
+    printf("bench info disturbed_cases=%d (cases where fewer than %d runs had their threads on a CPU >= 90%% of the "
+           "time: the machine was busy, figures less reliable)\n",
+           disturbed_cases, runs);
+    printf("bench summary isa=%s min_frac_n_ge_4096=%.3f (target 0.90) vs_same_bytes_read=%.3f "
+           "max_cache_ratio=%.3f (target 1.03)\n",
+           isa, worst_frac, worst_ref, worst_ratio);
+    printf("bench summary isa=%s n=512 frac_fma (target 0.50): f32 %.3f/%.3f/%.3f f16 %.3f/%.3f/%.3f "
+           "bf16 %.3f/%.3f/%.3f (1 thread all heads / 2 threads / 1 head in L2)\n",
+           isa, fma_frac[0][1], fma_frac[0][2], fma_frac[0][0], fma_frac[1][1], fma_frac[1][2], fma_frac[1][0],
+           fma_frac[2][1], fma_frac[2][2], fma_frac[2][0]);
+    free(q);
+    free(out);
+    return 0;
+}
