@@ -274,6 +274,157 @@ AI void pv_tile(const char *vt, size_t rs, uint32_t t, uint32_t t_next, const fl
     if (G - h == 1) pv_heads(vt, rs, t, s + (size_t)h * TILE, 1, d, dt, out + (size_t)h * d, corr + h, t_next);
 }
 
+/* ---- bf16 by pairs. A 64-byte load holds 32 bf16 as 16 dwords: dword << 16
+ * is the even element as f32, dword & 0xffff0000 the odd one, one uop per
+ * 16 elements instead of two (zero-extend + shift). Dot products only need q
+ * split the same way (done once per pass); PV keeps its sums in even/odd
+ * order and interleaves them once per tile. Used when d % 32 == 0 and the
+ * split q fits QS floats; other shapes take the general path. */
+#define QS 2048
+
+AI __m512 even16(__m512i x) { return _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)); }
+AI __m512 odd16(__m512i x) { return _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int)0xffff0000u))); }
+
+/* qs[h*d + 32c ...]: the 16 even then the 16 odd elements of chunk c of q[h]. */
+static void split_q(float *qs, const float *q, uint32_t G, uint32_t d) {
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (size_t i = 0; i < (size_t)G * d; i += 32) {
+        __m512 lo = _mm512_loadu_ps(q + i), hi = _mm512_loadu_ps(q + i + 16);
+        _mm512_store_ps(qs + i, _mm512_permutex2var_ps(lo, ie, hi));
+        _mm512_store_ps(qs + i + 16, _mm512_permutex2var_ps(lo, io, hi));
+    }
+}
+
+AI void qk_block_pairs(const float *qs, uint32_t d, const char *const *kr, int HB, int KB, float scale, float *s,
+                       uint32_t j) {
+    __m512 acc[16];
+    UNROLL
+    for (int a = 0; a < 16; a++) acc[a] = _mm512_setzero_ps();
+    for (uint32_t i = 0; i < d; i += 32) {
+        __m512 qe[4], qo[4];
+        UNROLL
+        for (int h = 0; h < HB; h++) {
+            qe[h] = _mm512_load_ps(qs + (size_t)h * d + i);
+            qo[h] = _mm512_load_ps(qs + (size_t)h * d + i + 16);
+        }
+        UNROLL
+        for (int b = 0; b < KB; b++) {
+            __m512i x = _mm512_loadu_si512((const void *)((const uint16_t *)(const void *)kr[b] + i));
+            __m512 ke = even16(x), ko = odd16(x);
+            UNROLL
+            for (int h = 0; h < HB; h++) {
+                acc[h * KB + b] = _mm512_fmadd_ps(qe[h], ke, acc[h * KB + b]);
+                acc[h * KB + b] = _mm512_fmadd_ps(qo[h], ko, acc[h * KB + b]);
+            }
+        }
+    }
+    float tmp[16] __attribute__((aligned(64)));
+    _mm512_store_ps(tmp, _mm512_mul_ps(fold16(acc), _mm512_set1_ps(scale)));
+    UNROLL
+    for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * TILE + j, tmp + h * KB, (size_t)KB * sizeof(float));
+}
+
+AI void qk_tile_pairs(const float *qs, uint32_t G, uint32_t d, const char *kt, size_t rs, uint32_t t, uint32_t t_next,
+                      float scale, float *s) {
+    const char *kr[16];
+    const size_t rb = (size_t)d * 2;
+    const char *pf = t_next ? kt + (size_t)TILE * rs : kt;
+    uint32_t h = 0;
+    for (; h + 4 <= G; h += 4)
+        for (uint32_t j = 0; j < t; j += 4) {
+            UNROLL
+            for (int b = 0; b < 4; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
+            if (h == 0)
+                for (uint32_t b = j; b < j + 4 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
+            qk_block_pairs(qs + (size_t)h * d, d, kr, 4, 4, scale, s + (size_t)h * TILE, j);
+        }
+    if (G - h >= 2) {
+        for (uint32_t j = 0; j < t; j += 8) {
+            UNROLL
+            for (int b = 0; b < 8; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
+            if (h == 0)
+                for (uint32_t b = j; b < j + 8 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
+            qk_block_pairs(qs + (size_t)h * d, d, kr, 2, 8, scale, s + (size_t)h * TILE, j);
+        }
+        h += 2;
+    }
+    if (G - h == 1)
+        for (uint32_t j = 0; j < t; j += 16) {
+            UNROLL
+            for (int b = 0; b < 16; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
+            if (h == 0)
+                for (uint32_t b = j; b < j + 16 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
+            qk_block_pairs(qs + (size_t)h * d, d, kr, 1, 16, scale, s + (size_t)h * TILE, j);
+        }
+}
+
+/* As pv_block over columns [off, off + 64) (or [off, off + 32) when `half`),
+ * sums in even/odd order: acc[h][2g] holds columns off+32g+2i, acc[h][2g+1]
+ * columns off+32g+2i+1. */
+AI void pv_block_pairs(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
+                       bool half, float *out, const float *corr, uint32_t t_next) {
+    const size_t rb = (size_t)d * 2;
+    const int NG = half ? 1 : 2;
+    __m512 acc[4][4];
+    UNROLL
+    for (int h = 0; h < HB; h++) {
+        UNROLL
+        for (int c = 0; c < 4; c++) acc[h][c] = _mm512_setzero_ps();
+    }
+    for (uint32_t j = 0; j < t; j++) {
+        const char *row = vt + (size_t)j * rs;
+        if (j < t_next) prefetch_row(row + (size_t)TILE * rs, rb);
+        __m512 v[4];
+        UNROLL
+        for (int g = 0; g < NG; g++) {
+            __m512i x = _mm512_loadu_si512((const void *)((const uint16_t *)(const void *)row + off + 32 * g));
+            v[2 * g] = even16(x);
+            v[2 * g + 1] = odd16(x);
+        }
+        UNROLL
+        for (int h = 0; h < HB; h++) {
+            __m512 pb = _mm512_set1_ps(p[(size_t)h * TILE + j]);
+            UNROLL
+            for (int c = 0; c < 2 * NG; c++) acc[h][c] = _mm512_fmadd_ps(pb, v[c], acc[h][c]);
+        }
+    }
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    UNROLL
+    for (int h = 0; h < HB; h++) {
+        __m512 cf = _mm512_set1_ps(corr[h]);
+        float *o = out + (size_t)h * d + off;
+        UNROLL
+        for (int g = 0; g < NG; g++) {
+            __m512 a = _mm512_permutex2var_ps(acc[h][2 * g], lo, acc[h][2 * g + 1]);
+            __m512 b = _mm512_permutex2var_ps(acc[h][2 * g], hi, acc[h][2 * g + 1]);
+            _mm512_storeu_ps(o + 32 * g, _mm512_fmadd_ps(_mm512_loadu_ps(o + 32 * g), cf, a));
+            _mm512_storeu_ps(o + 32 * g + 16, _mm512_fmadd_ps(_mm512_loadu_ps(o + 32 * g + 16), cf, b));
+        }
+    }
+}
+
+AI void pv_heads_pairs(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t d, float *out,
+                       const float *corr, uint32_t t_next) {
+    uint32_t off = 0;
+    for (; d - off >= 64; off += 64, t_next = 0) pv_block_pairs(vt, rs, t, p, HB, off, d, false, out, corr, t_next);
+    if (off < d) pv_block_pairs(vt, rs, t, p, HB, off, d, true, out, corr, t_next); /* d % 32 == 0: 32 left */
+}
+
+AI void pv_tile_pairs(const char *vt, size_t rs, uint32_t t, uint32_t t_next, const float *s, uint32_t G, uint32_t d,
+                      float *out, const float *corr) {
+    uint32_t h = 0;
+    for (; h + 4 <= G; h += 4, t_next = 0)
+        pv_heads_pairs(vt, rs, t, s + (size_t)h * TILE, 4, d, out + (size_t)h * d, corr + h, t_next);
+    if (G - h >= 2) {
+        pv_heads_pairs(vt, rs, t, s + (size_t)h * TILE, 2, d, out + (size_t)h * d, corr + h, t_next);
+        h += 2;
+        t_next = 0;
+    }
+    if (G - h == 1) pv_heads_pairs(vt, rs, t, s + (size_t)h * TILE, 1, d, out + (size_t)h * d, corr + h, t_next);
+}
+
 /* out *= 1/l; weights (raw logits) -> exp(w - m) / l. */
 static void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float l) {
     float inv = 1.0f / l;
@@ -293,7 +444,8 @@ static void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float 
     }
 }
 
-AI void run(const kvc__attn_job *job, kvc_dtype dt) {
+/* qs: QS floats of scratch for bf16 (NULL otherwise). */
+AI void run(const kvc__attn_job *job, kvc_dtype dt, float *qs) {
     const uint32_t d = job->d, n = job->n;
     const size_t rs = job->row_stride * (dt == KVC_DTYPE_F32 ? 4 : 2); /* bytes between rows */
     float s[MAXH * TILE] __attribute__((aligned(64)));
@@ -303,6 +455,8 @@ AI void run(const kvc__attn_job *job, kvc_dtype dt) {
         const float *q = job->q + (size_t)h0 * d;
         float *out = job->out + (size_t)h0 * d;
         float *w = job->weights ? job->weights + (size_t)h0 * job->wstride : NULL;
+        const bool pairs = qs && d % 32 == 0 && (size_t)G * d <= QS;
+        if (pairs) split_q(qs, q, G, d);
         for (uint32_t h = 0; h < G; h++) {
             m[h] = -INFINITY;
             l[h] = 0.0f;
@@ -313,20 +467,29 @@ AI void run(const kvc__attn_job *job, kvc_dtype dt) {
             const uint32_t rest = n - j0 - t, t_next = rest < TILE ? rest : TILE;
             const char *kt = (const char *)job->k + (size_t)j0 * rs;
             const char *vt = (const char *)job->v + (size_t)j0 * rs;
-            qk_tile(q, G, d, kt, rs, t, t_next, dt, job->scale, s);
+            if (pairs)
+                qk_tile_pairs(qs, G, d, kt, rs, t, t_next, job->scale, s);
+            else
+                qk_tile(q, G, d, kt, rs, t, t_next, dt, job->scale, s);
             for (uint32_t h = 0; h < G; h++)
                 softmax_tile(s + (size_t)h * TILE, t, &m[h], &l[h], &corr[h],
                              w ? w + (size_t)h * job->wstride + j0 : NULL);
-            pv_tile(vt, rs, t, t_next, s, G, d, dt, out, corr);
+            if (pairs)
+                pv_tile_pairs(vt, rs, t, t_next, s, G, d, out, corr);
+            else
+                pv_tile(vt, rs, t, t_next, s, G, d, dt, out, corr);
         }
         for (uint32_t h = 0; h < G; h++)
             finish(out + (size_t)h * d, d, w ? w + (size_t)h * job->wstride : NULL, n, m[h], l[h]);
     }
 }
 
-static void run_f32(const kvc__attn_job *job) { run(job, KVC_DTYPE_F32); }
-static void run_f16(const kvc__attn_job *job) { run(job, KVC_DTYPE_F16); }
-static void run_bf16(const kvc__attn_job *job) { run(job, KVC_DTYPE_BF16); }
+static void run_f32(const kvc__attn_job *job) { run(job, KVC_DTYPE_F32, NULL); }
+static void run_f16(const kvc__attn_job *job) { run(job, KVC_DTYPE_F16, NULL); }
+static void run_bf16(const kvc__attn_job *job) {
+    float qs[QS] __attribute__((aligned(64)));
+    run(job, KVC_DTYPE_BF16, qs);
+}
 
 void kvc__attn_avx512(const kvc__attn_job *job) {
     if (job->dtype == KVC_DTYPE_F16)
