@@ -18,11 +18,25 @@
  *    negative ::kvc_status code. kvc_strerror() describes a code and
  *    kvc_cache_last_error() says what exactly was wrong for one cache.
  *  - A call that fails leaves the cache exactly as it was.
- *  - Thread safety: a ::kvc_cache is not synchronised; calls on one cache must
- *    be serialised by the caller, except kvc_cache_attend_heads() on disjoint
- *    head ranges. Distinct caches are independent and may be used from
- *    different threads at once. kvc_attention(), kvc_attention_heads(),
- *    kvc_policy_by_name() and the other free functions are reentrant.
+ *  - Thread safety (the library never starts threads and takes no locks):
+ *    - Distinct caches share no mutable state: any number of threads may
+ *      each drive their own caches at the same time.
+ *    - One cache is not synchronised. Calls that change it (everything taking
+ *      a non-const `kvc_cache *`) must not overlap any other call on it: the
+ *      caller serialises them (one owning thread, or a mutex). Calls taking
+ *      `const kvc_cache *` (kvc_cache_len(), kvc_cache_positions(),
+ *      kvc_cache_read(), kvc_cache_stats(), ...) may overlap each other.
+ *    - The one exception: kvc_cache_attend_heads() may run on one cache from
+ *      several threads at once when their kv-head ranges are disjoint and no
+ *      other call on that cache overlaps them; once all have returned (the
+ *      caller orders this, e.g. with a barrier or join), one thread calls
+ *      kvc_cache_attend_finish().
+ *    - A policy's callbacks for one cache are never called concurrently, and
+ *      only from inside calls on that cache.
+ *    - The free functions (kvc_attention(), kvc_attention_heads(),
+ *      kvc_policy_*(), kvc_strerror(), kvc_version_*(), kvc_active_isa(),
+ *      kvc_set_isa()) are thread-safe; the kernel is chosen once, race-free,
+ *      on first use. kvc_rng_*() on one generator follow its cache's rule.
  *  - K, V and queries are passed as f32 row-major arrays: one row of
  *    `head_dim` floats per head, heads consecutive.
  */
@@ -231,7 +245,11 @@ KVC_API uint32_t kvc_rng_below(kvc_rng *rng, uint32_t bound);
  *    with neither never evicts (appending to a full cache fails with ::KVC_EFULL).
  *  - The core checks what `select` returns: exactly `n_victims` distinct
  *    candidates; anything else fails with ::KVC_EPOLICY and the cache is left
- *    as it was (including its random generator).
+ *    as it was (including its random generator). Victim entries `select` does
+ *    not write count as invalid.
+ *  - A nonzero return from `select` or `init` that is not a negative
+ *    ::kvc_status reaches the caller as ::KVC_EPOLICY (select) or
+ *    ::KVC_EINVAL (init); a listed code such as ::KVC_ENOMEM passes through.
  *  @{ */
 
 /** ABI version of ::kvc_policy understood by this library. */
@@ -477,8 +495,9 @@ KVC_API const char *kvc_cache_last_error(const kvc_cache *cache);
  * @param k `n_kv_heads * head_dim` floats, converted to the storage dtype.
  * @param v same shape as `k`.
  * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_EORDER (pos not increasing),
- *         ::KVC_ENONFINITE (NaN/Inf rejected, nothing stored), ::KVC_EFULL,
- *         ::KVC_EPOLICY, ::KVC_ENOMEM (first call only).
+ *         ::KVC_ENONFINITE (NaN/Inf rejected, nothing stored), ::KVC_ERANGE (a
+ *         finite value that f16/bf16 storage would round to Inf, i.e. |x| >= 65520
+ *         in f16; nothing stored), ::KVC_EFULL, ::KVC_EPOLICY, ::KVC_ENOMEM (first call only).
  */
 KVC_API int kvc_cache_append(kvc_cache *cache, int64_t pos, const float *k, const float *v);
 
@@ -498,6 +517,8 @@ KVC_API int kvc_cache_attend(kvc_cache *cache, const float *q, float *out);
  * Attention for kv heads `[kv_begin, kv_end)` only, without telling the
  * policy. Calls on disjoint ranges of one cache may run concurrently on
  * different threads; then call kvc_cache_attend_finish() once, alone.
+ * When several such calls fail at once, kvc_cache_last_error() keeps one of
+ * their messages.
  * @return as kvc_cache_attend(), plus ::KVC_ERANGE for a bad range.
  */
 KVC_API int kvc_cache_attend_heads(kvc_cache *cache, const float *q, float *out, uint32_t kv_begin,
@@ -538,6 +559,10 @@ KVC_API int kvc_cache_read(const kvc_cache *cache, uint32_t kv_head, uint32_t sl
  *                for NaN/Inf) and may be NULL.
  * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_EORDER, ::KVC_ENONFINITE,
  *         ::KVC_EFULL, ::KVC_EPOLICY, ::KVC_ENOMEM (first call only).
+ *         One exception to "a failed call changes nothing": when a user policy's
+ *         `select` fails (::KVC_EPOLICY or its own code), the observations reported
+ *         since the previous reserve have already reached the policy (and count in
+ *         kvc_stats::attends); slots, positions and the other counters are unchanged.
  */
 KVC_API int kvc_cache_reserve(kvc_cache *cache, int64_t pos, const float *k, const float *v, uint32_t *slots,
                               int64_t *evicted);
@@ -629,8 +654,13 @@ typedef struct kvc_attn_layout {
  *                 pass over K or V. Entries past `n_keys` in a row are not written.
  * @param weights_stride floats between weight rows (>= n_keys) when weights != NULL.
  * @return ::KVC_OK, ::KVC_EINVAL (NULL pointer, zero or inconsistent shape).
- *         Non-finite inputs are not checked here: the outputs are then
- *         unspecified (typically NaN).
+ *         Non-finite inputs are not checked here (a cache checks them before
+ *         they are stored). Their damage stays inside the heads that read
+ *         them, on every ISA: a NaN or Inf in query head h may make head h's
+ *         output and weights non-finite; one in a K or V row of kv head g may
+ *         do so for the query heads of g (a K row spoils their whole softmax,
+ *         not just its own weight). Every other head's output and weights are
+ *         exactly what they would be without it.
  */
 KVC_API int kvc_attention(const kvc_attn_layout *layout, const float *q, const void *k, const void *v, float *out,
                           float *weights, size_t weights_stride);

@@ -72,6 +72,7 @@ int kvc_cache_create(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, u
     kvc_cache *c = kvc__alloc(&al, sizeof *c);
     if (!c) return KVC_ENOMEM;
     memset(c, 0, sizeof *c);
+    atomic_init(&c->err_busy, 0);
     c->al = al;
     c->n_kv = n_kv_heads;
     c->n_q = n_q_heads;
@@ -356,8 +357,8 @@ int kvc__prepare(kvc_cache *c) {
             kvc__free(&c->al, ps);
             kvc__free(&c->al, mem);
             c->mem = NULL;
-            return kvc__fail(c, rc < 0 ? rc : KVC_EINVAL, "policy '%s' init failed: %s", c->pol.name,
-                             kvc_strerror(rc));
+            rc = kvc__policy_status(rc, KVC_EINVAL);
+            return kvc__fail(c, rc, "policy '%s' init failed: %s", c->pol.name, kvc_strerror(rc));
         }
     }
     c->pstate = ps;
@@ -386,7 +387,8 @@ int kvc_cache_reset(kvc_cache *c) {
             c->pstate = NULL;
             c->mem = NULL;
             c->frozen = false;
-            return kvc__fail(c, rc < 0 ? rc : KVC_EINVAL, "policy '%s' init failed on reset", c->pol.name);
+            return kvc__fail(c, kvc__policy_status(rc, KVC_EINVAL), "policy '%s' init failed on reset",
+                             c->pol.name);
         }
     }
     return KVC_OK;

@@ -112,9 +112,13 @@ static int choose(kvc_cache *c, uint32_t g, uint32_t *victims) {
             kvc__window_scores(c, g, cand, n, ws);
         }
         kvc_select req = {g, n, cand, c->chunk, B, c->pos + (size_t)g * c->cap, ws, &c->rng};
+        /* an answer shorter than asked must not be completed by a previous eviction's victims */
+        for (uint32_t i = 0; i < c->chunk; i++) victims[i] = UINT32_MAX;
         int rc = c->pol.select(c->pstate, &req, victims);
-        if (rc) return kvc__fail(c, rc < 0 ? rc : KVC_EPOLICY, "policy '%s' select failed: %s", c->pol.name,
-                                 kvc_strerror(rc < 0 ? rc : KVC_EPOLICY));
+        if (rc) {
+            rc = kvc__policy_status(rc, KVC_EPOLICY);
+            return kvc__fail(c, rc, "policy '%s' select failed: %s", c->pol.name, kvc_strerror(rc));
+        }
         /* validate: every victim a distinct candidate unit */
         memset(c->mark, 0, c->cap);
         for (uint32_t i = 0; i < n; i++) c->mark[cand[i]] = 1;

@@ -4,6 +4,7 @@
 
 #include "kvc.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #define KVC__MAX_PARAMS 16
@@ -70,6 +71,7 @@ struct kvc_cache {
     struct kvc_rng rng;
     kvc_stats stats;
     char err[192];
+    _Atomic int err_busy; /* claimed by a kvc_cache_attend_heads() writing err (several may fail at once) */
 };
 
 /* Record a detailed message on the cache and return `status`. */
@@ -78,6 +80,9 @@ int kvc__fail(kvc_cache *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* A policy callback's nonzero return as a status: its own code if it is one of
+ * ours (negative and listed), else `fallback`, so callers never see a stray value. */
+int kvc__policy_status(int rc, int fallback);
 int kvc__prepare(kvc_cache *c);
 /* Make room for one token in every group when full. `evicted` may be NULL. */
 int kvc__make_room(kvc_cache *c, int64_t *evicted);

@@ -29,4 +29,15 @@ int kvc__fail(kvc_cache *c, int status, const char *fmt, ...) {
     return status;
 }
 
+int kvc__policy_status(int rc, int fallback) {
+    switch (rc) {
+#define KVC__STATUS_KNOWN(name, value, msg) case value:
+        KVC_STATUS_LIST(KVC__STATUS_KNOWN)
+#undef KVC__STATUS_KNOWN
+        return rc < 0 ? rc : fallback;
+    default:
+        return fallback;
+    }
+}
+
 const char *kvc_cache_last_error(const kvc_cache *c) { return c ? c->err : "no cache (NULL handle)"; }

@@ -69,6 +69,17 @@ static int check_token(kvc_cache *c, int64_t pos, const float *k, const float *v
     size_t n = (size_t)c->n_kv * c->d;
     if (k && kvc__check_finite(k, n)) return kvc__fail(c, KVC_ENONFINITE, "NaN or Inf in k at position %lld", (long long)pos);
     if (v && kvc__check_finite(v, n)) return kvc__fail(c, KVC_ENONFINITE, "NaN or Inf in v at position %lld", (long long)pos);
+    if (need_kv && c->dtype != KVC_DTYPE_F32) {
+        /* a finite value that rounds to Inf in 16 bits would poison every score of its head */
+        float lim = c->dtype == KVC_DTYPE_F16 ? 65520.0f : 0x1.ffp+127f;
+        for (size_t i = 0; i < 2 * n; i++) {
+            float x = i < n ? k[i] : v[i - n];
+            if (!(fabsf(x) < lim))
+                return kvc__fail(c, KVC_ERANGE, "%s[%zu] = %g overflows the %s storage type (position %lld)",
+                                 i < n ? "k" : "v", i % n, (double)x, c->dtype == KVC_DTYPE_F16 ? "f16" : "bf16",
+                                 (long long)pos);
+        }
+    }
     return KVC_OK;
 }
 
@@ -107,23 +118,43 @@ int kvc_cache_append(kvc_cache *c, int64_t pos, const float *k, const float *v) 
     return KVC_OK;
 }
 
-static int attend_check(kvc_cache *c, const float *q, float *out) {
+/* Record a failure of kvc_cache_attend_heads(). Several threads may run it on
+ * one cache and fail at once: whoever claims the message buffer writes it,
+ * the others leave it, so the buffer is never written concurrently. */
+static int heads_fail(kvc_cache *c, int status, const char *msg) {
+    int idle = 0;
+    if (atomic_compare_exchange_strong_explicit(&c->err_busy, &idle, 1, memory_order_acquire,
+                                                memory_order_relaxed)) {
+        kvc__fail(c, status, "%s", msg);
+        atomic_store_explicit(&c->err_busy, 0, memory_order_release);
+    }
+    return status;
+}
+
+/* `heads`: called from kvc_cache_attend_heads(), which may run concurrently. */
+static int attend_check(kvc_cache *c, const float *q, float *out, bool heads) {
+    const char *msg = NULL;
+    int status = KVC_OK;
     if (!c) return KVC_EINVAL;
     if (c->mode != KVC_MODE_STORE)
-        return kvc__fail(c, KVC_EMODE, "attend needs a STORE-mode cache; in INDEX mode the engine attends");
-    if (!q || !out) return kvc__fail(c, KVC_EINVAL, "q and out must not be NULL");
-    if (!c->frozen || c->len == 0) return kvc__fail(c, KVC_EEMPTY, "attend on an empty cache: append a token first");
-    return KVC_OK;
+        status = KVC_EMODE, msg = "attend needs a STORE-mode cache; in INDEX mode the engine attends";
+    else if (!q || !out)
+        status = KVC_EINVAL, msg = "q and out must not be NULL";
+    else if (!c->frozen || c->len == 0)
+        status = KVC_EEMPTY, msg = "attend on an empty cache: append a token first";
+    if (!status) return KVC_OK;
+    return heads ? heads_fail(c, status, msg) : kvc__fail(c, status, "%s", msg);
 }
 
 int kvc_cache_attend_heads(kvc_cache *c, const float *q, float *out, uint32_t kv_begin, uint32_t kv_end) {
-    int rc = attend_check(c, q, out);
+    int rc = attend_check(c, q, out, true);
     if (rc) return rc;
-    if (kv_begin >= kv_end || kv_end > c->n_kv) return KVC_ERANGE;
+    if (kv_begin >= kv_end || kv_end > c->n_kv)
+        return heads_fail(c, KVC_ERANGE, "attend_heads: kv-head range must satisfy begin < end <= n_kv_heads");
     uint32_t ratio = c->n_q / c->n_kv;
     /* no writes to the cache itself here: concurrent calls on disjoint ranges are safe */
     if (kvc__check_finite(q + (size_t)kv_begin * ratio * c->d, (size_t)(kv_end - kv_begin) * ratio * c->d))
-        return KVC_ENONFINITE;
+        return heads_fail(c, KVC_ENONFINITE, "NaN or Inf in q: nothing computed");
     kvc_attn_layout L = {c->n_q, c->n_kv, c->d, c->len, c->dtype, c->row_stride, c->head_stride, c->scale};
     float *w = (c->pol.needs & KVC_NEED_ATTN) ? c->weights : NULL;
     return kvc__attention_heads(&L, kv_begin, kv_end, q, c->k, c->v, out, w, c->cap);
@@ -155,7 +186,7 @@ static void group_mass(float *restrict mass, const float *restrict w, size_t str
 }
 
 int kvc_cache_attend_finish(kvc_cache *c, const float *q) {
-    int rc = attend_check(c, q, c ? c->mass : NULL);
+    int rc = attend_check(c, q, c ? c->mass : NULL, false);
     if (rc) return rc;
     /* q may enter the query window: reject what attend_heads rejected */
     if (kvc__check_finite(q, (size_t)c->n_q * c->d))
@@ -180,7 +211,7 @@ int kvc_cache_attend_finish(kvc_cache *c, const float *q) {
 }
 
 int kvc_cache_attend(kvc_cache *c, const float *q, float *out) {
-    int rc = attend_check(c, q, out);
+    int rc = attend_check(c, q, out, false);
     if (rc) return rc;
     if (kvc__check_finite(q, (size_t)c->n_q * c->d))
         return kvc__fail(c, KVC_ENONFINITE, "NaN or Inf in q: nothing computed");
@@ -256,6 +287,8 @@ int kvc_cache_reserve(kvc_cache *c, int64_t pos, const float *k, const float *v,
     int rc = check_token(c, pos, stats ? k : NULL, stats ? v : NULL, false);
     if (rc) return rc;
     if ((rc = kvc__prepare(c))) return rc;
+    /* fail a policy that never evicts before the pending observations are consumed */
+    if (c->len >= c->cap && !c->pol.select && !c->pol.score) return kvc__make_room(c, evicted);
     flush_observations(c);
     if ((rc = kvc__make_room(c, evicted))) return rc;
     for (uint32_t g = 0; g < c->n_groups; g++) {

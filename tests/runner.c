@@ -44,6 +44,11 @@ void kvt_skip(const char *why) {
 
 int kvt_failed(void) { return cur_failed; }
 
+int kvt_short(void) {
+    const char *s = getenv("KVC_TEST_SHORT");
+    return s && strcmp(s, "1") == 0;
+}
+
 const char *kvt_model_dir(void) {
     const char *d = getenv("KVC_MODEL_DIR");
     return d && *d ? d : "../shared/models/stories260K";

@@ -18,6 +18,8 @@ void kvt_skip(const char *why);
 int kvt_failed(void);
 /* Directory of the stories260K model (KVC_MODEL_DIR or ../shared/models/stories260K). */
 const char *kvt_model_dir(void);
+/* 1 under KVC_TEST_SHORT=1 (set by the valgrind run): long tests shorten their traces, never skip. */
+int kvt_short(void);
 
 #define TEST(name)                                                                                 \
     static void name(void);                                                                        \
