@@ -226,9 +226,10 @@ KVC_API uint32_t kvc_rng_below(kvc_rng *rng, uint32_t bound);
  * points to, such as `name` and `params`, must outlive the cache).
  *
  * Defaults: a cache starts with the policy's default sink, recent, chunk and
- * scope. When those defaults do not leave room to evict at the cache's
- * capacity, chunk and recent are each capped at capacity/4 (values set
- * explicitly are never changed).
+ * scope, scaled to its capacity: the chunk is capped at capacity/16 (at
+ * least 1), and when sink + recent + chunk still leave no room to evict,
+ * sink and recent are each capped at capacity/4. Values set explicitly are
+ * never changed.
  *
  * Contract for policy authors:
  *  - Calls for one cache are serialised; a policy never calls back into the
@@ -444,7 +445,12 @@ KVC_API void kvc_cache_destroy(kvc_cache *cache);
  */
 KVC_API int kvc_cache_prepare(kvc_cache *cache);
 
-/** Forget all tokens, counters and policy state; keep options and memory. Re-seeds the generator. */
+/**
+ * Forget all tokens, counters and policy state; keep options and memory. Re-seeds the generator.
+ * @return ::KVC_OK, ::KVC_EINVAL (NULL cache), or the error of a user policy's
+ *         `init`; then, unlike other failed calls, the cache is left empty,
+ *         unfrozen and without its memory (the next append allocates again).
+ */
 KVC_API int kvc_cache_reset(kvc_cache *cache);
 
 /**

@@ -31,11 +31,14 @@ static void set_defaults(kvc_cache *c) {
     int64_t recent = p->default_recent == KVC_RECENT_HALF ? c->cap / 2 : p->default_recent;
     if (sink > c->cap) sink = c->cap;
     if (recent > c->cap) recent = c->cap;
-    if (chunk > c->cap) chunk = c->cap;
+    /* Reference defaults assume budgets of thousands of tokens. A chunk is
+     * at most 1/16 of the capacity, so the resident set stays within ~6% of
+     * the budget between evictions; if sink + recent + chunk still leave no
+     * room to evict, sink and recent are capped at a quarter each. */
+    int64_t sixteenth = c->cap / 16 > 0 ? c->cap / 16 : 1, quarter = c->cap / 4;
+    if (chunk > sixteenth) chunk = sixteenth;
     if (sink + recent + chunk > c->cap) {
-        /* reference defaults assume a large budget: scale them to this one */
-        int64_t quarter = c->cap / 4 > 0 ? c->cap / 4 : 1;
-        if (chunk > quarter) chunk = quarter;
+        if (sink > quarter) sink = quarter;
         if (recent > quarter) recent = quarter;
     }
     c->opt[KVC_OPT_SCOPE] = p->default_scope;

@@ -272,13 +272,14 @@ TEST(invariant_policy_defaults) {
         int64_t scope, sink, recent, chunk;
     } want[] = {
         {"full", 0, 0, 0, 1},  {"window", 0, 0, 0, 1}, {"sink", 0, 4, 0, 1},  {"random", 0, 0, 0, 1},
-        {"h2o", 0, 0, 256, 1}, {"tova", 1, 0, 0, 1},   {"knorm", 0, 4, 0, 1}, {"vatp", 0, 4, 0, 1},
+        {"h2o", 0, 0, 512, 1}, {"tova", 1, 0, 0, 1},   {"knorm", 0, 4, 0, 1}, {"vatp", 0, 4, 0, 1},
         {"vase", 0, 4, 64, 64},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         kvc_cache *c;
         int64_t v[7];
-        REQUIRE(kvc_cache_create(&c, 2, 2, 8, 512, KVC_DTYPE_F32, KVC_MODE_INDEX, kvc_policy_by_name(want[i].name),
+        /* at 1024 slots the reference defaults fit unscaled */
+        REQUIRE(kvc_cache_create(&c, 2, 2, 8, 1024, KVC_DTYPE_F32, KVC_MODE_INDEX, kvc_policy_by_name(want[i].name),
                                  NULL) == KVC_OK);
         for (int k = 0; k < 7; k++) REQUIRE(kvc_cache_get(c, (kvc_option)k, &v[k]) == KVC_OK);
         CHECKF(v[KVC_OPT_SCOPE] == want[i].scope && v[KVC_OPT_SINK] == want[i].sink &&
@@ -300,14 +301,27 @@ TEST(invariant_policy_defaults) {
     REQUIRE(kvc_cache_create(&c, 1, 1, 8, 512, KVC_DTYPE_F32, KVC_MODE_STORE, kvc_policy_h2o(), NULL) == KVC_OK);
     CHECK(kvc_cache_get_param(c, "norm", &d) == KVC_OK && d == 0);
     kvc_cache_destroy(c);
-    /* small budgets: defaults that leave no room are capped at capacity/4 */
+    /* small budgets: chunk capped at capacity/16; sink and recent at capacity/4
+     * only when the defaults leave no room to evict */
     int64_t chunk, recent, sink;
-    REQUIRE(kvc_cache_create(&c, 1, 1, 8, 100, KVC_DTYPE_F32, KVC_MODE_INDEX, kvc_policy_vase(), NULL) == KVC_OK);
-    kvc_cache_get(c, KVC_OPT_CHUNK, &chunk);
-    kvc_cache_get(c, KVC_OPT_RECENT, &recent);
-    kvc_cache_get(c, KVC_OPT_SINK, &sink);
-    CHECK(chunk == 25 && recent == 25 && sink == 4);
-    CHECK_EQ(kvc_cache_prepare(c), KVC_OK);
+    static const struct {
+        uint32_t cap;
+        int64_t chunk, recent, sink;
+    } scaled[] = {{1024, 64, 64, 4}, {128, 8, 64, 4}, {100, 6, 64, 4}, {64, 4, 16, 4}, {8, 1, 2, 2}, {2, 1, 0, 0}};
+    for (size_t i = 0; i < sizeof scaled / sizeof scaled[0]; i++) {
+        REQUIRE(kvc_cache_create(&c, 1, 1, 8, scaled[i].cap, KVC_DTYPE_F32, KVC_MODE_INDEX, kvc_policy_vase(),
+                                 NULL) == KVC_OK);
+        kvc_cache_get(c, KVC_OPT_CHUNK, &chunk);
+        kvc_cache_get(c, KVC_OPT_RECENT, &recent);
+        kvc_cache_get(c, KVC_OPT_SINK, &sink);
+        CHECKF(chunk == scaled[i].chunk && recent == scaled[i].recent && sink == scaled[i].sink,
+               "capacity %u: chunk %lld recent %lld sink %lld", scaled[i].cap, (long long)chunk, (long long)recent,
+               (long long)sink);
+        CHECK_EQ(kvc_cache_prepare(c), KVC_OK);
+        kvc_cache_destroy(c);
+    }
+    REQUIRE(kvc_cache_create(&c, 1, 1, 8, 4, KVC_DTYPE_F32, KVC_MODE_STORE, kvc_policy_sink(), NULL) == KVC_OK);
+    CHECK_EQ(kvc_cache_prepare(c), KVC_OK); /* sink 4 scaled to 1: room to evict */
     kvc_cache_destroy(c);
     REQUIRE(kvc_cache_create(&c, 1, 1, 8, 9, KVC_DTYPE_F32, KVC_MODE_INDEX, kvc_policy_h2o(), NULL) == KVC_OK);
     kvc_cache_get(c, KVC_OPT_RECENT, &recent);

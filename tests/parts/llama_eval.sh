@@ -19,12 +19,12 @@ ev() { "$bin" -m "$dir/stories260K.bin" -z "$dir/tok512.bin" "$@"; }
 
 # 1. teacher-forced KL at budget 128 over 8 reference sequences of 512 tokens
 ev -q --seqs 8 --budgets 128 --gens 0 --policies h2o,vase,random,window \
-    --policy "h2o norm=lifetime" --policy "vase chunk=8" \
+    --policy "h2o norm=lifetime" --policy "vase chunk=32" \
     --csv "$tmp/q.csv" --md "$tmp/q.md" --svg "$tmp/q.svg" 2>"$tmp/err" || bad "eval failed: $(cat "$tmp/err")"
 head -n 1 "$tmp/q.csv" | grep -q '^policy,budget,kl,top1,ppl_ratio,loop_rate' || bad "CSV header: $(head -n 1 "$tmp/q.csv")"
 kl() { awk -F, -v p="$1" -v b="$2" '$1 == p && $2 == b { print $3 }' "$tmp/q.csv"; }
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && b != "" && a + 0 < b + 0) }'; }
-for p in h2o vase random window "h2o norm=lifetime" "vase chunk=8"; do
+for p in h2o vase random window "h2o norm=lifetime" "vase chunk=32"; do
     [ -n "$(kl "$p" 128)" ] || bad "no row for '$p' at budget 128"
 done
 # the full cache against itself: the pipeline is deterministic
@@ -33,16 +33,15 @@ grep -q '^full,512,0,1,1,' "$tmp/q.csv" || bad "full cache is not exactly itself
 for p in h2o vase; do
     lt "$(kl $p 128)" "$(kl random 128)" || bad "$p KL $(kl $p 128) not below random $(kl random 128)"
 done
-# ... and the sliding window once VaSE evicts in small chunks (the default
-# chunk, capped at capacity/4 = 32, leaves it ~112 of its 128 slots on
-# average; chunk=8 keeps ~124) and H2O stops favouring the old heavy hitters
-# of a finished story (norm=lifetime). With the defaults, window ties vase and
-# beats h2o at this budget: docs/quality.md has the measurements behind this.
-lt "$(kl "vase chunk=8" 128)" "$(kl window 128)" || bad "vase chunk=8 KL $(kl "vase chunk=8" 128) not below window $(kl window 128)"
+# ... and VaSE (library defaults) beats the sliding window too. H2O with its
+# paper's plain sum keeps the old heavy hitters of a finished story and ties
+# or loses to the window on this model; dividing by the steps observed
+# (norm=lifetime) removes that: docs/quality.md has the measurements.
+lt "$(kl vase 128)" "$(kl window 128)" || bad "vase KL $(kl vase 128) not below window $(kl window 128)"
 lt "$(kl "h2o norm=lifetime" 128)" "$(kl window 128)" ||
     bad "h2o norm=lifetime KL $(kl "h2o norm=lifetime" 128) not below window $(kl window 128)"
 echo "budget 128, KL(full||policy): h2o $(kl h2o 128), vase $(kl vase 128), random $(kl random 128)," \
-    "window $(kl window 128), h2o norm=lifetime $(kl "h2o norm=lifetime" 128), vase chunk=8 $(kl "vase chunk=8" 128)"
+    "window $(kl window 128), h2o norm=lifetime $(kl "h2o norm=lifetime" 128), vase chunk=32 $(kl "vase chunk=32" 128)"
 
 # 2. the markdown table and the SVG (two panels, one line per policy in each, a legend)
 grep -q '^| policy | budget |' "$tmp/q.md" || bad "markdown table header missing"
