@@ -300,6 +300,7 @@ typedef struct kvc_policy_ctx {
     kvc_mode mode;            /**< Storage mode of the cache. */
     kvc_rng *rng;             /**< The cache's generator (valid for the cache's lifetime). */
     const double *params;     /**< Values of kvc_policy::params, same order. */
+    void *user;               /**< kvc_policy::user of the cache's copy of the policy. */
 } kvc_policy_ctx;
 
 /** One eviction request, passed to kvc_policy::select. */
@@ -351,6 +352,8 @@ typedef struct kvc_policy {
     void (*fini)(void *state);
     /** Policy-specific escape hatch. Optional; unknown ops must return ::KVC_ENOTSUP. */
     int (*control)(void *state, int op, void *arg);
+    /** The policy author's own pointer, handed back in kvc_policy_ctx::user (e.g. a binding's object). Optional. */
+    void *user;
 } kvc_policy;
 
 /** Never evicts; appending to a full cache fails with ::KVC_EFULL. */
@@ -476,6 +479,17 @@ KVC_API int kvc_cache_get_param(const kvc_cache *cache, const char *name, double
  * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_ESYNTAX, ::KVC_EUNKNOWN, ::KVC_ERANGE, ::KVC_ESTATE.
  */
 KVC_API int kvc_cache_apply_spec(kvc_cache *cache, const char *options);
+
+/**
+ * Call the policy's `control` slot: a policy-specific operation.
+ * Freezes the cache first (as kvc_cache_prepare()), since the policy state must exist.
+ * @param cache any cache.
+ * @param op    policy-defined operation code.
+ * @param arg   policy-defined argument.
+ * @return the policy's answer, ::KVC_ENOTSUP when it has no `control` slot,
+ *         ::KVC_EINVAL for a NULL cache, or an error of kvc_cache_prepare().
+ */
+KVC_API int kvc_cache_control(kvc_cache *cache, int op, void *arg);
 
 /**
  * Detail of the last error on this cache, e.g. "recent=5000 leaves no room

@@ -310,6 +310,7 @@ static void fill_ctx(const kvc_cache *c, kvc_policy_ctx *ctx) {
     ctx->mode = c->mode;
     ctx->rng = (kvc_rng *)&c->rng;
     ctx->params = c->params;
+    ctx->user = c->pol.user;
 }
 
 int kvc__prepare(kvc_cache *c) {
@@ -371,6 +372,15 @@ int kvc__prepare(kvc_cache *c) {
 }
 
 int kvc_cache_prepare(kvc_cache *c) { return c ? kvc__prepare(c) : KVC_EINVAL; }
+
+int kvc_cache_control(kvc_cache *c, int op, void *arg) {
+    if (!c) return KVC_EINVAL;
+    int rc = kvc__prepare(c);
+    if (rc) return rc;
+    if (!c->pol.control)
+        return kvc__fail(c, KVC_ENOTSUP, "policy '%s' has no control operations", c->pol.name);
+    return c->pol.control(c->pstate, op, arg);
+}
 
 int kvc_cache_reset(kvc_cache *c) {
     if (!c) return KVC_EINVAL;

@@ -482,3 +482,51 @@ TEST(user_policy_shorter_vtable) {
     CHECK(strcmp(kvc_cache_policy_name(c), "old") == 0);
     kvc_cache_destroy(c);
 }
+
+/* kvc_cache_control reaches the policy's control slot with its state, and
+ * kvc_policy::user comes back in the context. */
+typedef struct {
+    void *user;
+    int last_op;
+} ctl_state;
+
+static size_t ctl_state_size(const kvc_policy_ctx *ctx) {
+    (void)ctx;
+    return sizeof(ctl_state);
+}
+static int ctl_init(void *state, const kvc_policy_ctx *ctx) {
+    ((ctl_state *)state)->user = ctx->user;
+    return 0;
+}
+static int ctl_control(void *state, int op, void *arg) {
+    ctl_state *s = state;
+    if (op != 7) return KVC_ENOTSUP;
+    s->last_op = op;
+    *(void **)arg = s->user;
+    return KVC_OK;
+}
+
+TEST(user_policy_control_and_user_pointer) {
+    static int marker;
+    kvc_policy p = {0};
+    p.abi_version = KVC_POLICY_ABI;
+    p.struct_size = sizeof p;
+    p.name = "ctl";
+    p.state_size = ctl_state_size;
+    p.init = ctl_init;
+    p.control = ctl_control;
+    p.user = &marker;
+    kvc_cache *c;
+    REQUIRE(kvc_cache_create(&c, 1, 1, 4, 8, KVC_DTYPE_F32, KVC_MODE_INDEX, &p, NULL) == KVC_OK);
+    void *got = NULL;
+    CHECK_EQ(kvc_cache_control(c, 7, &got), KVC_OK);
+    CHECK(got == &marker);
+    CHECK_EQ(kvc_cache_control(c, 8, &got), KVC_ENOTSUP);
+    CHECK_EQ(kvc_cache_control(NULL, 7, &got), KVC_EINVAL);
+    kvc_cache_destroy(c);
+    /* a built-in policy has no control operations */
+    REQUIRE(kvc_cache_create(&c, 1, 1, 4, 8, KVC_DTYPE_F32, KVC_MODE_INDEX, kvc_policy_window(), NULL) == KVC_OK);
+    CHECK_EQ(kvc_cache_control(c, 1, NULL), KVC_ENOTSUP);
+    CHECK(kvc_cache_last_error(c)[0] != 0);
+    kvc_cache_destroy(c);
+}

@@ -96,7 +96,7 @@ class kvc_policy_ctx(Structure):
     _fields_ = [("n_groups", c_uint32), ("capacity", c_uint32), ("head_dim", c_uint32),
                 ("q_per_group", c_uint32), ("block", c_uint32), ("chunk", c_uint32),
                 ("sink", c_uint32), ("recent", c_uint32), ("mode", c_uint),
-                ("rng", c_void_p), ("params", POINTER(c_double))]
+                ("rng", c_void_p), ("params", POINTER(c_double)), ("user", c_void_p)]
 
 
 class kvc_select(Structure):
@@ -125,7 +125,8 @@ class kvc_policy(Structure):
                 ("params", POINTER(kvc_param)),
                 ("state_size", STATE_SIZE_FN), ("init", INIT_FN), ("on_insert", ON_INSERT_FN),
                 ("on_attend", ON_ATTEND_FN), ("score", SCORE_FN), ("select", SELECT_FN),
-                ("on_move", ON_MOVE_FN), ("fini", FINI_FN), ("control", CONTROL_FN)]
+                ("on_move", ON_MOVE_FN), ("fini", FINI_FN), ("control", CONTROL_FN),
+                ("user", c_void_p)]
 
 
 class kvc_stats(Structure):
@@ -170,6 +171,7 @@ _PROTOTYPES = {
                                       c_char_p, POINTER(kvc_allocator)]),
     "kvc_cache_destroy": (None, [_cache_p]),
     "kvc_cache_prepare": (c_int, [_cache_p]),
+    "kvc_cache_control": (c_int, [_cache_p, c_int, c_void_p]),
     "kvc_cache_reset": (c_int, [_cache_p]),
     "kvc_cache_set": (c_int, [_cache_p, c_uint, c_int64]),
     "kvc_cache_get": (c_int, [_cache_p, c_uint, POINTER(c_int64)]),

@@ -124,6 +124,7 @@ pub struct kvc_policy_ctx {
     pub mode: kvc_mode,
     pub rng: *mut kvc_rng,
     pub params: *const f64,
+    pub user: *mut c_void,
 }
 
 #[repr(C)]
@@ -162,6 +163,7 @@ pub struct kvc_policy {
     pub on_move: Option<unsafe extern "C" fn(state: *mut c_void, group: u32, from: u32, to: u32)>,
     pub fini: Option<unsafe extern "C" fn(state: *mut c_void)>,
     pub control: Option<unsafe extern "C" fn(state: *mut c_void, op: c_int, arg: *mut c_void) -> c_int>,
+    pub user: *mut c_void,
 }
 
 #[repr(C)]
@@ -231,6 +233,7 @@ extern "C" {
     ) -> c_int;
     pub fn kvc_cache_destroy(cache: *mut kvc_cache);
     pub fn kvc_cache_prepare(cache: *mut kvc_cache) -> c_int;
+    pub fn kvc_cache_control(cache: *mut kvc_cache, op: c_int, arg: *mut c_void) -> c_int;
     pub fn kvc_cache_reset(cache: *mut kvc_cache) -> c_int;
     pub fn kvc_cache_set(cache: *mut kvc_cache, key: kvc_option, value: i64) -> c_int;
     pub fn kvc_cache_get(cache: *const kvc_cache, key: kvc_option, value: *mut i64) -> c_int;

@@ -208,7 +208,8 @@ fn struct_layouts_match_the_c_compiler() {
             recent,
             mode,
             rng,
-            params
+            params,
+            user
         }
     );
     layout!(
@@ -245,7 +246,8 @@ fn struct_layouts_match_the_c_compiler() {
             select,
             on_move,
             fini,
-            control
+            control,
+            user
         }
     );
     layout!(

@@ -367,6 +367,7 @@ impl UserSlot {
             on_move: Some(tr_on_move),
             fini: Some(tr_fini),
             control: None,
+            user: ptr::null_mut(),
         };
         Ok(Box::new(UserSlot {
             vtable,
