@@ -160,29 +160,50 @@ int kvc_cache_attend_heads(kvc_cache *c, const float *q, float *out, uint32_t kv
     return kvc__attention_heads(&L, kv_begin, kv_end, q, c->k, c->v, out, w, c->cap);
 }
 
-/* mass[j] = mean over nh rows (`stride` apart) of w[row][j], in one pass
- * over blocks of 8 slots whose partial sums stay in registers (written as
- * scalars so that gcc and clang both vectorise them at -O2: 4x faster than
- * summing row by row). Same order of additions as a row-by-row sum. */
-static void group_mass(float *restrict mass, const float *restrict w, size_t stride, uint32_t nh, uint32_t n) {
-    const float inv = 1.0f / (float)nh;
+/* acc[j] = ((add ? acc[j] : 0) + sum over nh rows (`stride` apart) of
+ * w[row][j]) * scale, in one pass over blocks of 8 slots whose partial sums
+ * stay in registers (written as scalars so that gcc and clang both vectorise
+ * them at -O2: 4x faster than summing row by row). The additions run in row
+ * order, as a row-by-row sum would. */
+static void sum_rows(float *restrict acc, const float *restrict w, size_t stride, uint32_t nh, uint32_t n, bool add,
+                     float scale) {
     uint32_t j = 0;
     for (; j + 8 <= n; j += 8) {
         const float *r = w + j;
+        float *o = acc + j;
         float a0 = r[0], a1 = r[1], a2 = r[2], a3 = r[3], a4 = r[4], a5 = r[5], a6 = r[6], a7 = r[7];
+        if (add) {
+            a0 = o[0] + a0, a1 = o[1] + a1, a2 = o[2] + a2, a3 = o[3] + a3;
+            a4 = o[4] + a4, a5 = o[5] + a5, a6 = o[6] + a6, a7 = o[7] + a7;
+        }
         for (uint32_t h = 1; h < nh; h++) {
             r += stride;
             a0 += r[0], a1 += r[1], a2 += r[2], a3 += r[3], a4 += r[4], a5 += r[5], a6 += r[6], a7 += r[7];
         }
-        float *o = mass + j;
-        o[0] = a0 * inv, o[1] = a1 * inv, o[2] = a2 * inv, o[3] = a3 * inv;
-        o[4] = a4 * inv, o[5] = a5 * inv, o[6] = a6 * inv, o[7] = a7 * inv;
+        o[0] = a0 * scale, o[1] = a1 * scale, o[2] = a2 * scale, o[3] = a3 * scale;
+        o[4] = a4 * scale, o[5] = a5 * scale, o[6] = a6 * scale, o[7] = a7 * scale;
     }
     for (; j < n; j++) {
-        float a = w[j];
+        float a = add ? acc[j] + w[j] : w[j];
         for (uint32_t h = 1; h < nh; h++) a += w[h * stride + j];
-        mass[j] = a * inv;
+        acc[j] = a * scale;
     }
+}
+
+/* mass = mean over the nh query-head rows of weights starting at w. */
+static void group_mass(float *restrict mass, const float *restrict w, size_t stride, uint32_t nh, uint32_t n) {
+    sum_rows(mass, w, stride, nh, n, false, 1.0f / (float)nh);
+}
+
+/* What attend_finish does once the policy has had the weights. */
+static void attend_done(kvc_cache *c, const float *q) {
+    if (c->qring) {
+        size_t qn = (size_t)c->n_q * c->d;
+        memcpy(c->qring + (size_t)c->qring_head * qn, q, qn * sizeof *q);
+        c->qring_head = (c->qring_head + 1) % c->qwin;
+        if (c->qring_n < c->qwin) c->qring_n++;
+    }
+    c->stats.attends++;
 }
 
 int kvc_cache_attend_finish(kvc_cache *c, const float *q) {
@@ -200,13 +221,7 @@ int kvc_cache_attend_finish(kvc_cache *c, const float *q) {
             if (c->pol.on_attend) c->pol.on_attend(c->pstate, g, c->mass, n);
         }
     }
-    if (c->qring) {
-        size_t qn = (size_t)c->n_q * c->d;
-        memcpy(c->qring + (size_t)c->qring_head * qn, q, qn * sizeof *q);
-        c->qring_head = (c->qring_head + 1) % c->qwin;
-        if (c->qring_n < c->qwin) c->qring_n++;
-    }
-    c->stats.attends++;
+    attend_done(c, q);
     return KVC_OK;
 }
 
@@ -215,8 +230,28 @@ int kvc_cache_attend(kvc_cache *c, const float *q, float *out) {
     if (rc) return rc;
     if (kvc__check_finite(q, (size_t)c->n_q * c->d))
         return kvc__fail(c, KVC_ENONFINITE, "NaN or Inf in q: nothing computed");
-    if ((rc = kvc_cache_attend_heads(c, q, out, 0, c->n_kv))) return rc;
-    return kvc_cache_attend_finish(c, q);
+    if (!(c->pol.needs & KVC_NEED_ATTN)) {
+        if ((rc = kvc_cache_attend_heads(c, q, out, 0, c->n_kv))) return rc;
+        return kvc_cache_attend_finish(c, q);
+    }
+    /* Same result as attend_heads + attend_finish, one kv head at a time: its
+     * query heads' weights are averaged while still in L1/L2 instead of being
+     * read back from L3 after the whole pass (the split calls cannot do this:
+     * concurrent attend_heads must not write anything but their own rows). */
+    const uint32_t ratio = c->n_q / c->n_kv, n = c->len;
+    for (uint32_t h = 0; h < c->n_kv; h++) {
+        if ((rc = kvc_cache_attend_heads(c, q, out, h, h + 1))) return rc;
+        const float *w = c->weights + (size_t)h * ratio * c->cap;
+        if (c->n_groups > 1) { /* head scope: kv head h is group h */
+            group_mass(c->mass, w, c->cap, ratio, n);
+            if (c->pol.on_attend) c->pol.on_attend(c->pstate, h, c->mass, n);
+        } else { /* shared scope: sum every query head in order, mean at the end */
+            sum_rows(c->mass, w, c->cap, ratio, n, h > 0, h + 1 == c->n_kv ? 1.0f / (float)c->n_q : 1.0f);
+        }
+    }
+    if (c->n_groups == 1 && c->pol.on_attend) c->pol.on_attend(c->pstate, 0, c->mass, n);
+    attend_done(c, q);
+    return KVC_OK;
 }
 
 int kvc_cache_read(const kvc_cache *c, uint32_t kv_head, uint32_t slot, float *k, float *v) {
