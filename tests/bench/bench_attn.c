@@ -11,7 +11,7 @@
  *  - n=512 with K/V cache-resident against the FMA peak: the whole shape
  *    (1 thread: f32 K/V is 4 MiB, so L3) and one kv head (L2);
  *  - kvc_cache_attend (h2o, vase; capacity 4096) over the bare kernel on the
- *    cache's own storage (kvc_cache_attend_heads for all heads).
+ *    same storage (and over kvc_attention on a copy, for context).
  *
  * Cold K/V: every line of K and V is flushed (clflushopt) before each timed
  * run. Making K/V cold by size instead would need more than the LLC per
@@ -215,39 +215,46 @@ static double run_once(work_fn fn, void *ctx, int threads, const region *fl, int
     return w;
 }
 
-/* Median wall seconds of `fn` over `nruns` undisturbed runs (see the top
- * comment), flushing `fl` before each (none: warm), after one untimed run
- * (page faults, code, branch predictors) unless nruns is 1. With `fn2`,
- * its runs alternate with those of `fn` under the same rules (so both see
- * the same machine) and its median goes to *t2. */
-static double timed2(work_fn fn, void *ctx, work_fn fn2, void *ctx2, double *t2, int threads, const region *fl,
-                     int nfl, int nruns) {
-    static double good[2][MAXRUNS * 20], all[2][MAXRUNS * 80]; /* nruns <= 20 * MAXRUNS */
-    int ng = 0, na = 0, disturbed = 0;
-    if (nruns > 1) {
-        run_threads(fn, ctx, threads);
-        if (fn2) run_threads(fn2, ctx2, threads);
-    }
+/* Median wall seconds of each of `nf` functions over `nruns` undisturbed
+ * rounds (see the top comment) into t[]; a round runs each function once,
+ * in turn, so all see the same machine; `fl` is flushed before every run
+ * (none: warm). One untimed round first (page faults, code, branch
+ * predictors) unless nruns is 1. */
+#define MAXF 3
+static void timed_n(const work_fn *fn, void *const *ctx, int nf, double *t, int threads, const region *fl, int nfl,
+                    int nruns) {
+    static double good[MAXF][MAXRUNS * 20], all[MAXF][MAXRUNS * 80]; /* nruns <= 20 * MAXRUNS */
+    int ng = 0, na = 0;
+    if (nruns > 1)
+        for (int f = 0; f < nf; f++) run_threads(fn[f], ctx[f], threads);
     for (int a = 0; a < 4 * nruns && ng < nruns; a++) {
-        int u1, u2 = 1;
-        double w1 = run_once(fn, ctx, threads, fl, nfl, &u1), w2 = 0;
-        if (fn2) w2 = run_once(fn2, ctx2, threads, fl, nfl, &u2);
-        all[0][na] = w1;
-        all[1][na++] = w2;
-        if (u1 && u2) {
-            good[0][ng] = w1;
-            good[1][ng++] = w2;
+        int ok = 1;
+        for (int f = 0; f < nf; f++) {
+            int u;
+            all[f][na] = run_once(fn[f], ctx[f], threads, fl, nfl, &u);
+            ok &= u;
         }
+        if (ok)
+            for (int f = 0; f < nf; f++) good[f][ng] = all[f][na];
+        ng += ok;
+        na++;
     }
     if (ng < nruns) { /* too busy: use every run */
-        disturbed = 1;
+        disturbed_cases++;
         ng = na;
-        memcpy(good[0], all[0], sizeof(double) * (size_t)na);
-        memcpy(good[1], all[1], sizeof(double) * (size_t)na);
+        for (int f = 0; f < nf; f++) memcpy(good[f], all[f], sizeof(double) * (size_t)na);
     }
-    disturbed_cases += disturbed;
-    if (fn2) *t2 = median(good[1], ng);
-    return median(good[0], ng);
+    for (int f = 0; f < nf; f++) t[f] = median(good[f], ng);
+}
+
+static double timed2(work_fn fn, void *ctx, work_fn fn2, void *ctx2, double *t2, int threads, const region *fl,
+                     int nfl, int nruns) {
+    work_fn fns[2] = {fn, fn2};
+    void *ctxs[2] = {ctx, ctx2};
+    double t[2];
+    timed_n(fns, ctxs, fn2 ? 2 : 1, t, threads, fl, nfl, nruns);
+    if (fn2) *t2 = t[1];
+    return t[0];
 }
 
 static double timed(work_fn fn, void *ctx, int threads, const region *fl, int nfl, int nruns) {
@@ -543,8 +550,8 @@ static void work_cache(void *vctx, int tid, int nt) {
     cachectx *c = vctx;
     if (kvc_cache_attend(c->cache, c->q, c->out) != KVC_OK) cache_fail(c->cache, "kvc_cache_attend");
 }
-/* The bare kernel on the cache's own storage (weights too when the policy
- * needs them): what attend costs without the policy bookkeeping. */
+/* The bare kernel on the cache's own storage, for all heads (weights too
+ * when the policy takes them), without telling the policy. */
 static void work_cache_heads(void *vctx, int tid, int nt) {
     (void)tid;
     (void)nt;
@@ -552,10 +559,23 @@ static void work_cache_heads(void *vctx, int tid, int nt) {
     if (kvc_cache_attend_heads(c->cache, c->q, c->out, 0, HKV) != KVC_OK) cache_fail(c->cache, "kvc_cache_attend_heads");
 }
 
-/* kvc_cache_attend over the bare kernel on the same memory (every byte the
- * cache allocated is flushed before each run), runs interleaved; the
- * standalone kvc_attention on separate buffers of the same shape is shown
- * for context. */
+/* f32 -> f16 for values that f16 holds exactly (they came from f16 storage). */
+static uint16_t f16_exact(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    if (a == 0) return (uint16_t)sign;
+    int e = (int)(a >> 23) - 127;
+    if (e >= -14) return (uint16_t)(sign | (uint32_t)(e + 15) << 10 | ((a >> 13) & 0x3ffu));
+    return (uint16_t)(sign | (((a & 0x7fffffu) | 0x800000u) >> (-e - 1))); /* subnormal: m * 2^(e+1) */
+}
+
+/* kvc_cache_attend over the bare kernel, two ways, runs interleaved and every
+ * buffer flushed before each run: kvc_cache_attend_heads on the cache's own
+ * storage (same memory, so the difference is the bookkeeping alone: this is
+ * `ratio`), and kvc_attention on a copy of the stored values in the same
+ * layout, weights iff the policy takes them (a different allocation:
+ * physical placement alone moves such timings by a few percent on a VM). */
 static double cache_ratio(const char *policy, kvc_dtype dt, const float *q, float *out) {
     const uint32_t cap = 4096;
     recorder rec = {{0}, {0}, 0};
@@ -570,21 +590,44 @@ static double cache_ratio(const char *policy, kvc_dtype dt, const float *q, floa
         for (size_t i = 0; i < (size_t)HKV * D; i++) k[i] = unif(), v[i] = unif();
         if (kvc_cache_append(cache, t, k, v) != KVC_OK) cache_fail(cache, "kvc_cache_append");
     }
-    region cfl[32];
-    for (int i = 0; i < rec.n; i++) cfl[i] = (region){rec.p[i], rec.size[i]};
-    cachectx cc = {cache, q, out};
-    double th = 0, ta = timed2(work_cache, &cc, work_cache_heads, &cc, &th, 1, cfl, rec.n, 2 * runs + 1);
-
+    /* the same values for the bare kernel (rows of d elements are 64-byte multiples here, as in the cache) */
     const size_t kvn = (size_t)HKV * cap * D, es = esize(dt);
-    void *K = xalloc(kvn * es), *V = xalloc(kvn * es);
+    char *K = xalloc(kvn * es), *V = xalloc(kvn * es);
     float *w = xalloc((size_t)HQ * cap * 4);
-    fill_kv(K, kvn, dt);
-    fill_kv(V, kvn, dt);
-    attnctx a = {{HQ, HKV, D, cap, dt, D, (size_t)cap * D, 0.0f}, q, K, V, out, w, cap, NULL};
-    region kfl[3] = {{K, kvn * es}, {V, kvn * es}, {w, (size_t)HQ * cap * 4}};
-    double tk = timed(work_kernel, &a, 1, kfl, 3, runs);
-    printf("bench cache policy=%s dtype=%s n=%u threads=1 us=%.1f kernel_us=%.1f ratio=%.3f standalone_kernel_us=%.1f\n",
-           policy, dt_name(dt), cap, ta * 1e6, th * 1e6, ta / th, tk * 1e6);
+    for (uint32_t h = 0; h < HKV; h++)
+        for (uint32_t j = 0; j < cap; j++) {
+            if (kvc_cache_read(cache, h, j, k, v) != KVC_OK) cache_fail(cache, "kvc_cache_read");
+            size_t o = ((size_t)h * cap + j) * D;
+            for (uint32_t i = 0; i < D; i++) {
+                if (dt == KVC_DTYPE_F32) {
+                    ((float *)(void *)K)[o + i] = k[i];
+                    ((float *)(void *)V)[o + i] = v[i];
+                } else {
+                    uint32_t uk, uv;
+                    memcpy(&uk, &k[i], 4);
+                    memcpy(&uv, &v[i], 4);
+                    ((uint16_t *)(void *)K)[o + i] = dt == KVC_DTYPE_BF16 ? (uint16_t)(uk >> 16) : f16_exact(k[i]);
+                    ((uint16_t *)(void *)V)[o + i] = dt == KVC_DTYPE_BF16 ? (uint16_t)(uv >> 16) : f16_exact(v[i]);
+                }
+            }
+        }
+    const int weights = (kvc_policy_by_name(policy)->needs & KVC_NEED_ATTN) != 0;
+    attnctx a = {{HQ, HKV, D, cap, dt, D, (size_t)cap * D, 0.0f}, q, K, V, out, weights ? w : NULL, cap, NULL};
+    region fl[32 + 3];
+    int nfl = 0;
+    for (int i = 0; i < rec.n; i++) fl[nfl++] = (region){rec.p[i], rec.size[i]};
+    fl[nfl++] = (region){K, kvn * es};
+    fl[nfl++] = (region){V, kvn * es};
+    fl[nfl++] = (region){w, (size_t)HQ * cap * 4};
+    cachectx cc = {cache, q, out};
+    const work_fn fns[3] = {work_cache, work_cache_heads, work_kernel};
+    void *const ctxs[3] = {&cc, &cc, &a};
+    double t[3];
+    timed_n(fns, ctxs, 3, t, 1, fl, nfl, 4 * runs + 1); /* a 3% effect needs many rounds */
+    const double ta = t[0], th = t[1], tk = t[2];
+    printf("bench cache policy=%s dtype=%s n=%u threads=1 us=%.1f kernel_us=%.1f ratio=%.3f standalone_kernel_us=%.1f "
+           "ratio_standalone=%.3f (kernel %s weights)\n",
+           policy, dt_name(dt), cap, ta * 1e6, th * 1e6, ta / th, tk * 1e6, ta / tk, weights ? "with" : "without");
     fflush(stdout);
     kvc_cache_destroy(cache);
     free(k);
