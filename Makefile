@@ -4,7 +4,8 @@
 #   make demo            build and run the demo (examples/demo.c)
 #   make bench           print benchmark ratios (never fails on speed)
 #   make asan            test suite under ASan + UBSan
-#   make fuzz            libFuzzer targets (clang)
+#   make fuzz            libFuzzer targets (clang), tests/fuzz/fuzz.mk
+#   make tsan            threads under ThreadSanitizer (clang), tests/threads/threads.mk
 #   make docs            Doxygen over include/kvc.h, warnings are errors
 #   make install / uninstall   PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR
 # Cross build: make CC=aarch64-linux-gnu-gcc BUILD=build/aarch64 OUT=build/aarch64/lib
@@ -37,7 +38,7 @@ TEST_CFLAGS := -std=c11 -Wall -Wextra -Wpedantic -Werror -Iinclude -Ilib -Itests
 MACHINE := $(shell $(CC) -dumpmachine)
 ifneq (,$(findstring x86_64,$(MACHINE)))
   KVC_ARCH := x86_64
-else ifneq (,$(findstring aarch64,$(MACHINE)))
+else ifneq (,$(findstring aarch64,$(MACHINE))$(findstring arm64,$(MACHINE)))
   KVC_ARCH := aarch64
 else
   KVC_ARCH := other
