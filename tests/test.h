@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef void (*kvt_fn)(void);
@@ -20,6 +21,18 @@ int kvt_failed(void);
 const char *kvt_model_dir(void);
 /* 1 under KVC_TEST_SHORT=1 (set by the valgrind run): long tests shorten their traces, never skip. */
 int kvt_short(void);
+
+/* splitmix64: a seeded, platform-independent stream for test data. */
+static inline uint64_t kvt_mix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* Uniform in [0, 1) with 53 random bits. */
+static inline double kvt_unif(uint64_t *s) { return (double)(kvt_mix64(s) >> 11) * 0x1.0p-53; }
+/* Uniform float in [-1, 1). */
+static inline float kvt_frand(uint64_t *s) { return (float)kvt_unif(s) * 2.0f - 1.0f; }
 
 #define TEST(name)                                                                                 \
     static void name(void);                                                                        \

@@ -10,13 +10,6 @@
 
 #define REL_TOL 1e-5
 
-static uint64_t mix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float frand(uint64_t *s) { return (float)((double)(mix64(s) >> 11) * 0x1.0p-53) * 2.0f - 1.0f; }
 
 /* A policy that records the mass of each attention step and evicts the
  * oldest (all keep-scores equal), so residents get permuted by swap-remove. */
@@ -129,13 +122,13 @@ static void run_shape(const shape *sh, uint64_t seed) {
     for (uint32_t t = 0; t < sh->appends; t++) {
         /* keys of mixed magnitude so that some weights are tiny and some dominate */
         float kscale = (t % 7 == 0) ? 3.0f : 1.0f;
-        for (size_t i = 0; i < nk; i++) k[i] = kscale * frand(&rs), v[i] = frand(&rs) + ((i & 3) == 0 ? 0.5f : 0.0f);
+        for (size_t i = 0; i < nk; i++) k[i] = kscale * kvt_frand(&rs), v[i] = kvt_frand(&rs) + ((i & 3) == 0 ? 0.5f : 0.0f);
         if (kvc_cache_append(c, t, k, v)) {
             kvt_fail(__FILE__, __LINE__, "append failed");
             break;
         }
         if (t + 1 != sh->appends && t % 5 != 0) continue;
-        for (size_t i = 0; i < nq; i++) q[i] = 2.0f * frand(&rs);
+        for (size_t i = 0; i < nq; i++) q[i] = 2.0f * kvt_frand(&rs);
         probe_calls = 0;
         if (kvc_cache_attend(c, q, out) != KVC_OK || probe_calls != (sh->shared ? 1 : sh->n_kv)) {
             kvt_fail(__FILE__, __LINE__, "attend failed or policy not told (%u calls)", probe_calls);

@@ -9,13 +9,6 @@
 #include "snapshot.h"
 #include "test.h"
 
-static uint64_t mix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float frand(uint64_t *s) { return (float)((double)(mix64(s) >> 11) * 0x1.0p-53) * 2.0f - 1.0f; }
 
 static int resident(const int64_t *pos, uint32_t cap, int64_t p) {
     for (uint32_t s = 0; s < cap; s++)
@@ -27,14 +20,14 @@ static int resident(const int64_t *pos, uint32_t cap, int64_t p) {
 static int step(kvc_cache *c, kvc_mode mode, int64_t pos, uint32_t n_kv, uint32_t n_q, uint32_t d, uint64_t *rs) {
     float k[64], v[64], q[128], out[128], mass[256];
     uint32_t slots[8];
-    for (uint32_t i = 0; i < n_kv * d; i++) k[i] = frand(rs), v[i] = frand(rs);
-    for (uint32_t i = 0; i < n_q * d; i++) q[i] = 2 * frand(rs);
+    for (uint32_t i = 0; i < n_kv * d; i++) k[i] = kvt_frand(rs), v[i] = kvt_frand(rs);
+    for (uint32_t i = 0; i < n_q * d; i++) q[i] = 2 * kvt_frand(rs);
     if (mode == KVC_MODE_STORE) {
         int rc = kvc_cache_append(c, pos, k, v);
         return rc ? rc : kvc_cache_attend(c, q, out);
     }
     for (uint32_t g = 0; g < kvc_cache_groups(c); g++) {
-        for (uint32_t s = 0; s < kvc_cache_capacity(c); s++) mass[s] = (frand(rs) + 1.0f) / 2;
+        for (uint32_t s = 0; s < kvc_cache_capacity(c); s++) mass[s] = (kvt_frand(rs) + 1.0f) / 2;
         kvc_cache_observe(c, g, mass, kvc_cache_capacity(c));
     }
     return kvc_cache_reserve(c, pos, k, v, slots, NULL);
@@ -238,8 +231,8 @@ TEST(invariant_read_returns_appended) {
             size_t si = 0;
             for (int t = 0; t < 40; t++) {
                 for (int i = 0; i < KV * D; i++) {
-                    ks[t][i] = (i & 1) ? special[si++ % ns] : 100.0f * frand(&rs);
-                    vs[t][i] = (i & 2) ? special[si++ % ns] : frand(&rs) * 1e-3f;
+                    ks[t][i] = (i & 1) ? special[si++ % ns] : 100.0f * kvt_frand(&rs);
+                    vs[t][i] = (i & 2) ? special[si++ % ns] : kvt_frand(&rs) * 1e-3f;
                 }
                 REQUIRE(kvc_cache_append(c, t, ks[t], vs[t]) == KVC_OK);
                 int64_t pos[CAP];

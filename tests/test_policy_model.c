@@ -10,14 +10,7 @@
 #include "ref_model.h"
 #include "test.h"
 
-static uint64_t mix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double unif(uint64_t *s) { return (double)(mix64(s) >> 11) * 0x1.0p-53; }
-static uint32_t below(uint64_t *s, uint32_t n) { return (uint32_t)(unif(s) * n); }
+static uint32_t below(uint64_t *s, uint32_t n) { return (uint32_t)(kvt_unif(s) * n); }
 
 typedef struct {
     uint32_t n_kv, n_q, d, cap, sink, recent, chunk, block;
@@ -166,8 +159,8 @@ static void run(const run_cfg *r, double tol, run_out *o) {
     for (t = 0; t < v->steps; t++) {
         pos += 1 + below(&rs, 3);
         for (uint32_t i = 0; i < v->n_kv * v->d; i++) {
-            k[i] = (float)(2 * unif(&rs) - 1);
-            val[i] = (float)(2 * unif(&rs) - 1);
+            k[i] = (float)(2 * kvt_unif(&rs) - 1);
+            val[i] = (float)(2 * kvt_unif(&rs) - 1);
         }
         int full_before = ref_full(m);
         if (r->mode == KVC_MODE_STORE) {
@@ -222,7 +215,7 @@ static void run(const run_cfg *r, double tol, run_out *o) {
             static const uint32_t n_attends[] = {0, 1, 1, 2, 0}; /* 0..2 attends between appends */
             uint32_t n_att = n_attends[below(&rs, 5)];
             for (uint32_t i = 0; i < n_att; i++) {
-                for (uint32_t e = 0; e < v->n_q * v->d; e++) q[e] = (float)(4 * unif(&rs) - 2);
+                for (uint32_t e = 0; e < v->n_q * v->d; e++) q[e] = (float)(4 * kvt_unif(&rs) - 2);
                 int rc3 = kvc_cache_attend(c, q, out);
                 if (rc3) RUN_FAIL("attend: %s", kvc_strerror(rc3));
                 ref_attend(m, q);

@@ -11,14 +11,8 @@
 
 #define P_PASS 1e-6 /* a correct implementation fails with this probability */
 
-static uint64_t mix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 static float frand(uint64_t *s, float lo, float hi) {
-    return lo + (hi - lo) * (float)((double)(mix64(s) >> 11) * 0x1.0p-53);
+    return lo + (hi - lo) * (float)kvt_unif(s);
 }
 
 /* KVC_TEST_SHORT=1 (valgrind): half the trials; the rejection checks below

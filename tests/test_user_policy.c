@@ -8,13 +8,6 @@
 #include "kvc.h"
 #include "test.h"
 
-static uint64_t mix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float frand(uint64_t *s) { return (float)((double)(mix64(s) >> 11) * 0x1.0p-53) * 2.0f - 1.0f; }
 
 /* ------------------------------------------------------------ "decay" */
 /* Keep-score: exponentially decayed attention mass; with bonus=odd, odd
@@ -169,8 +162,8 @@ TEST(user_policy_score_path_store) {
     float k[16], val[16], q[32], out[32];
     int64_t pos[2][16];
     for (int t = 0; t < 200; t++) {
-        for (int i = 0; i < 16; i++) k[i] = frand(&rs), val[i] = frand(&rs);
-        for (int i = 0; i < 32; i++) q[i] = 3 * frand(&rs);
+        for (int i = 0; i < 16; i++) k[i] = kvt_frand(&rs), val[i] = kvt_frand(&rs);
+        for (int i = 0; i < 32; i++) q[i] = 3 * kvt_frand(&rs);
         int64_t want[2][2] = {{-1, -1}, {-1, -1}};
         int full = kvc_cache_len(c) == 16;
         if (full)
@@ -228,7 +221,7 @@ TEST(user_policy_score_path_index_shared) {
         int full = kvc_cache_len(c) == 12;
         if (full) {
             /* an observation reaches the policy at the reserve, before the eviction */
-            for (int s = 0; s < 12; s++) mass[s] = (frand(&rs) + 1) / 4;
+            for (int s = 0; s < 12; s++) mass[s] = (kvt_frand(&rs) + 1) / 4;
             REQUIRE(kvc_cache_observe(c, 0, mass, 12) == KVC_OK);
             for (int s = 0; s < 12; s++) du.state->score[s] += mass[s]; /* decay=1: a plain sum */
             expected_victims(c, 0, 2, 1, 3, t, want);
@@ -305,7 +298,7 @@ TEST(user_policy_select_path) {
         uint64_t rs = 8;
         int64_t p = 0;
         for (int t = 0; t < 150; t++) {
-            p += 1 + (int64_t)(mix64(&rs) % 3); /* mixed parities */
+            p += 1 + (int64_t)(kvt_mix64(&rs) % 3); /* mixed parities */
             for (uint32_t g = 0; g < 3; g++) kvc_cache_positions(c, g, before[g]);
             uint32_t calls = ev_log.calls;
             int rc = mode == KVC_MODE_STORE ? kvc_cache_append(c, p, kv, kv)
@@ -385,7 +378,7 @@ TEST(user_policy_query_window_scores) {
             uint64_t rs = 31 + block;
             int nq = 0;
             for (int t = 0; t < 60; t++) {
-                for (int i = 0; i < WP_KV * WP_D; i++) k[i] = 2 * frand(&rs);
+                for (int i = 0; i < WP_KV * WP_D; i++) k[i] = 2 * kvt_frand(&rs);
                 /* the keys of the candidates before the append, by slot */
                 float keys[WP_KV][WP_CAP][WP_D];
                 for (uint32_t h = 0; h < WP_KV; h++)
@@ -427,7 +420,7 @@ TEST(user_policy_query_window_scores) {
                     }
                 }
                 if (t % 2 == 0) {
-                    for (int i = 0; i < WP_Q * WP_D; i++) q[nq % 8][i] = 2 * frand(&rs);
+                    for (int i = 0; i < WP_Q * WP_D; i++) q[nq % 8][i] = 2 * kvt_frand(&rs);
                     REQUIRE(kvc_cache_attend(c, q[nq % 8], out) == KVC_OK);
                     nq++;
                 }

@@ -583,3 +583,12 @@ int llm_sample(float *logits, int n, float temperature, float top_p, llm_rng *r,
     }
     return llm_argmax(logits, n); /* rounding left u above the total */
 }
+
+void llm_default_paths(const char **model, const char **tok, char *mbuf, char *tbuf, size_t n) {
+    const char *dir = getenv("KVC_MODEL_DIR");
+    if (!dir || !*dir) dir = "../shared/models/stories260K";
+    snprintf(mbuf, n, "%s/stories260K.bin", dir);
+    snprintf(tbuf, n, "%s/tok512.bin", dir);
+    if (!*model) *model = mbuf;
+    if (!*tok) *tok = tbuf;
+}

@@ -42,6 +42,9 @@ typedef struct {
 } llm_state;
 
 /* Errors: every loader returns 0 or -1 and writes a message into err. */
+/* Point unset paths at stories260K.bin and tok512.bin in $KVC_MODEL_DIR, or
+ * ../shared/models/stories260K; mbuf and tbuf (n bytes each) hold the defaults. */
+void llm_default_paths(const char **model, const char **tok, char *mbuf, char *tbuf, size_t n);
 int llm_model_load(llm_model *m, const char *path, char *err, size_t errlen);
 void llm_model_free(llm_model *m);
 

@@ -112,12 +112,7 @@ int main(int argc, char **argv) {
     }
 
     char dflt_model[4096], dflt_tok[4096], err[512];
-    const char *dir = getenv("KVC_MODEL_DIR");
-    if (!dir || !*dir) dir = "../shared/models/stories260K";
-    snprintf(dflt_model, sizeof dflt_model, "%s/stories260K.bin", dir);
-    snprintf(dflt_tok, sizeof dflt_tok, "%s/tok512.bin", dir);
-    if (!model_path) model_path = dflt_model;
-    if (!tok_path) tok_path = dflt_tok;
+    llm_default_paths(&model_path, &tok_path, dflt_model, dflt_tok, sizeof dflt_model);
 
     llm_model m;
     llm_tokenizer tk;
