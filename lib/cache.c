@@ -217,10 +217,11 @@ int kvc_cache_get_param(const kvc_cache *c, const char *name, double *value) {
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 
 static int check_room(kvc_cache *c) {
-    if (!c->pol.select && !c->pol.score) return KVC_OK; /* never evicts */
     size_t B = c->block, units = c->cap / B;
+    /* even a policy that never evicts: callers size `evicted` by chunk * block */
     if (c->chunk > units)
         return kvc__fail(c, KVC_EINVAL, "chunk=%u blocks of %u exceed capacity %u", c->chunk, c->block, c->cap);
+    if (!c->pol.select && !c->pol.score) return KVC_OK; /* never evicts */
     size_t protected_units = ceil_div(c->sink, B) + (c->recent ? ceil_div(c->recent, B) + (B > 1) : 0);
     if (protected_units + c->chunk > units)
         return kvc__fail(c, KVC_EINVAL,

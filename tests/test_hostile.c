@@ -362,6 +362,17 @@ TEST(hostile_all_optional_slots_null) {
         CHECK_EQ(kvc_cache_reset(c), KVC_OK);
         CHECK_EQ(put(c, (kvc_mode)mode, 0), KVC_OK);
         kvc_cache_destroy(c);
+        /* chunk x block beyond the capacity is refused even though nothing is ever evicted:
+         * reserve writes groups x chunk x block entries of `evicted` */
+        REQUIRE(kvc_cache_create(&c, H_KV, H_Q, H_D, H_CAP, KVC_DTYPE_F32, (kvc_mode)mode, &p, NULL) == KVC_OK);
+        CHECK_EQ(kvc_cache_set(c, KVC_OPT_CHUNK, H_CAP), KVC_OK);
+        CHECK_EQ(kvc_cache_set(c, KVC_OPT_BLOCK, 2), KVC_OK);
+        CHECK_EQ(kvc_cache_prepare(c), KVC_EINVAL);
+        CHECK(*kvc_cache_last_error(c) != 0);
+        CHECK_EQ(kvc_cache_set(c, KVC_OPT_CHUNK, H_CAP / 2), KVC_OK);
+        CHECK_EQ(kvc_cache_prepare(c), KVC_OK);
+        CHECK(kvc_cache_max_evictions(c) <= H_CAP);
+        kvc_cache_destroy(c);
     }
 }
 

@@ -18,7 +18,8 @@
 #include "fuzz_util.h"
 #include "kvc.h"
 
-enum { MAX_KV = 3, MAX_D = 64, MAX_CAP = 160, MAX_G = MAX_KV, N_OPT = 7, POL_HOSTILE = 9, N_POL = 10 };
+enum { MAX_KV = 3, MAX_RATIO = 9, MAX_Q = MAX_KV * MAX_RATIO, MAX_D = 130, MAX_CAP = 160, MAX_G = MAX_KV, N_OPT = 7,
+       POL_HOSTILE = 9, N_POL = 10 };
 
 static fz_reader R;
 static uint8_t u8(void) { return fz_u8(&R); }
@@ -368,7 +369,8 @@ static void read_options(void) {
     FZ_CHECK(M.chunk >= 1 && M.block >= 1 && M.cap % M.block == 0, "frozen options chunk %u block %u", M.chunk,
              M.block);
     FZ_CHECK(kvc_cache_groups(M.c) == M.G, "groups");
-    FZ_CHECK(kvc_cache_max_evictions(M.c) == M.chunk * M.block, "max_evictions");
+    FZ_CHECK(kvc_cache_max_evictions(M.c) == M.chunk * M.block && M.chunk * M.block <= M.cap, "max_evictions %u x %u",
+             M.chunk, M.block);
 }
 
 static void on_frozen(void) {
@@ -407,9 +409,11 @@ static const char *const opt_names[N_OPT] = {"scope", "sink", "recent", "chunk",
 static void create(void) {
     destroy();
     uint8_t b = u8();
-    uint32_t nkv = 1 + b % 3, ratio = 1 + (b / 3) % 3;
-    static const uint32_t dims[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 64};
-    uint32_t d = dims[u8() % 16];
+    /* GQA ratios and head sizes around the kernels' blocking (8 query heads, 16/64 columns) */
+    static const uint32_t ratios[] = {1, 2, 3, 4, 8, MAX_RATIO};
+    static const uint32_t dims[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 64, 65, 96, 128, MAX_D};
+    uint32_t nkv = 1 + b % 3, ratio = ratios[(b / 3) % 6];
+    uint32_t d = dims[u8() % 20];
     b = u8();
     uint32_t cap = b < 200 ? 1u + b % 48u : 49u + (uint32_t)(b * 7) % 112u;
     kvc_dtype dt = (kvc_dtype)(u8() % 3);
@@ -755,8 +759,8 @@ static void reference_out(const float *q, double *out, double *tol) {
 }
 
 static void op_attend(bool bad, bool split) {
-    static float q[9 * MAX_D], out[9 * MAX_D];
-    static double ref[9 * MAX_D], tol[9];
+    static float q[MAX_Q * MAX_D], out[MAX_Q * MAX_D];
+    static double ref[MAX_Q * MAX_D], tol[MAX_Q];
     size_t n = (size_t)M.nq * M.d;
     gen(q, n);
     for (size_t i = 0; i < n; i++) out[i] = 12345.0f;
