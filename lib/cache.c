@@ -273,8 +273,9 @@ static void layout(kvc_cache *c, carver *cv) {
     c->victims = carve(cv, G * c->chunk, sizeof(uint32_t));
     bool window = store && (c->pol.needs & KVC_NEED_QUERY_WINDOW);
     c->qring = carve(cv, window ? (size_t)c->qwin * c->n_q * c->d : 0, sizeof(float));
-    c->wlogit = carve(cv, window ? cap : 0, sizeof(float));
+    c->wlogit = carve(cv, window ? (size_t)KVC__WBLOCK * cap : 0, sizeof(float));
     c->krow = carve(cv, window ? c->d : 0, sizeof(float));
+    c->wqt = carve(cv, window ? (size_t)KVC__WBLOCK * c->d : 0, sizeof(float));
 }
 
 static void clear_state(kvc_cache *c) {

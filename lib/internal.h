@@ -10,6 +10,7 @@
 #define KVC__MAX_PARAMS 16
 #define KVC__N_OPTIONS 7
 #define KVC__ALIGN 64
+#define KVC__WBLOCK 16 /* recent queries scored per pass over the keys */
 
 struct kvc_rng {
     uint64_t s[4];
@@ -59,8 +60,9 @@ struct kvc_cache {
     uint8_t *mark;      /* cap: validation marks per slot */
     uint32_t *victims;  /* n_groups x chunk */
     float *qring;       /* qwin x n_q x d recent queries */
-    float *wlogit;      /* (qwin x n_q) x cap window logits */
+    float *wlogit;      /* KVC__WBLOCK x cap window logits */
     float *krow;        /* d floats */
+    float *wqt;         /* d x KVC__WBLOCK transposed block of window queries */
     uint32_t qring_n, qring_head;
     void *pstate;
 
