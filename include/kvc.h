@@ -17,7 +17,9 @@
  *  - Every function that can fail returns an `int` status: ::KVC_OK (0) or a
  *    negative ::kvc_status code. kvc_strerror() describes a code and
  *    kvc_cache_last_error() says what exactly was wrong for one cache.
- *  - A call that fails leaves the cache exactly as it was.
+ *  - A call that fails leaves the cache exactly as it was (two documented
+ *    exceptions, both when a user policy's callback fails: kvc_cache_reset()
+ *    and kvc_cache_reserve()).
  *  - Thread safety (the library never starts threads and takes no locks):
  *    - Distinct caches share no mutable state: any number of threads may
  *      each drive their own caches at the same time.
