@@ -650,7 +650,10 @@ typedef struct kvc_attn_layout {
     uint32_t n_keys;     /**< Keys per kv head (>= 1). */
     kvc_dtype dtype;     /**< Element type of K and V. */
     size_t row_stride;   /**< Elements between consecutive keys of one head (>= head_dim). */
-    size_t head_stride;  /**< Elements between kv heads (>= n_keys*row_stride typically). */
+    size_t head_stride;  /**< Elements between kv heads. With n_kv_heads > 1, at least
+                              (n_keys-1)*row_stride + head_dim, so that heads do not overlap
+                              (n_keys*row_stride for heads stored one after the other); ignored
+                              with one kv head. */
     float scale;         /**< Logit scale; 0 means 1/sqrt(head_dim). */
 } kvc_attn_layout;
 
@@ -675,7 +678,9 @@ typedef struct kvc_attn_layout {
  *                 the softmax weights (they sum to 1 per row), at no extra
  *                 pass over K or V. Entries past `n_keys` in a row are not written.
  * @param weights_stride floats between weight rows (>= n_keys) when weights != NULL.
- * @return ::KVC_OK, ::KVC_EINVAL (NULL pointer, zero or inconsistent shape).
+ * @return ::KVC_OK, ::KVC_EINVAL (NULL pointer, zero or inconsistent shape),
+ *         ::KVC_EOVERFLOW (a stride makes an offset of K, V, q, out or weights
+ *         exceed PTRDIFF_MAX bytes; such a layout cannot describe real memory).
  *         Non-finite inputs are not checked here (a cache checks them before
  *         they are stored). Their damage stays inside the heads that read
  *         them, on every ISA: a NaN or Inf in query head h may make head h's

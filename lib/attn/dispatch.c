@@ -5,6 +5,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,16 +142,35 @@ int kvc__attention_heads(const kvc_attn_layout *L, uint32_t kv_begin, uint32_t k
     return KVC_OK;
 }
 
+/* Elements spanned by `rows` rows of `len` elements, `stride` apart, into
+ * *span; false when that, in bytes of `esz`, passes PTRDIFF_MAX (beyond it
+ * pointer arithmetic is undefined, and a wrapped size would let a layout
+ * through that makes the kernels read the wrong memory). */
+static bool span_ok(size_t rows, size_t stride, size_t len, size_t esz, size_t *span) {
+    size_t e, bytes;
+    if (!kvc__mul(rows - 1, stride, &e) || !kvc__add(e, len, &e) || !kvc__mul(e, esz, &bytes) ||
+        bytes > PTRDIFF_MAX)
+        return false;
+    if (span) *span = e;
+    return true;
+}
+
 static int check_layout(const kvc_attn_layout *L, const float *q, const void *k, const void *v, const float *out,
                         const float *weights, size_t weights_stride) {
     if (!L || !q || !k || !v || !out) return KVC_EINVAL;
     if (!L->n_q_heads || !L->n_kv_heads || !L->head_dim || !L->n_keys) return KVC_EINVAL;
     if (L->n_q_heads % L->n_kv_heads || (unsigned)L->dtype > KVC_DTYPE_BF16) return KVC_EINVAL;
     if (L->row_stride < L->head_dim) return KVC_EINVAL;
-    if (L->n_kv_heads > 1 && L->head_stride < (size_t)(L->n_keys - 1) * L->row_stride + L->head_dim)
-        return KVC_EINVAL;
     if (weights && weights_stride < L->n_keys) return KVC_EINVAL;
     if (!(L->scale >= 0.0f) || isinf(L->scale)) return KVC_EINVAL;
+    /* every offset the kernels form must fit: one head's rows, all heads, q/out, weights */
+    size_t esz = L->dtype == KVC_DTYPE_F32 ? 4 : 2, head;
+    if (!span_ok(L->n_keys, L->row_stride, L->head_dim, esz, &head) ||
+        !span_ok(L->n_kv_heads, L->head_stride, head, esz, NULL) ||
+        !span_ok(L->n_q_heads, L->head_dim, L->head_dim, sizeof(float), NULL) ||
+        (weights && !span_ok(L->n_q_heads, weights_stride, L->n_keys, sizeof(float), NULL)))
+        return KVC_EOVERFLOW;
+    if (L->n_kv_heads > 1 && L->head_stride < head) return KVC_EINVAL; /* heads would overlap */
     return KVC_OK;
 }
 
