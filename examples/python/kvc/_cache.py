@@ -8,7 +8,7 @@ from collections import namedtuple
 from ctypes import byref, c_double, c_int64, c_uint32, c_void_p
 
 from . import _buffers, _capi
-from ._errors import Error, PolicyError, Status, invalid
+from ._errors import Error, PolicyError, Status, c_string, invalid
 from ._policy import Policy
 
 _lib = _capi.lib
@@ -62,7 +62,7 @@ def active_isa():
 
 def set_isa(isa=None):
     """Force the kernel ISA for this process (None or "auto": the CPU's best)."""
-    rc = _lib.kvc_set_isa(None if isa is None else isa.encode())
+    rc = _lib.kvc_set_isa(None if isa is None else c_string(isa, "ISA name"))
     if rc:
         raise Error(rc, "ISA %r" % (isa,))
 
@@ -84,7 +84,7 @@ PolicyInfo = namedtuple("PolicyInfo", "name needs default_sink default_recent de
 
 def policy_info(name):
     """What the C library says about a built-in policy: needs, defaults, parameters."""
-    p = _lib.kvc_policy_by_name(name.encode())
+    p = _lib.kvc_policy_by_name(c_string(name, "policy name"))
     if not p:
         raise Error(Status.EUNKNOWN, "unknown policy %r; built-in policies: %s"
                     % (name, ", ".join(policies())))
@@ -117,6 +117,20 @@ def _destroy(handle, policy, explicit):
         warnings.warn("kvc: policy %s raised %r while its cache was freed by the garbage "
                       "collector" % (pending[0], pending[1]), RuntimeWarning)
     return pending
+
+
+def _finalize(handle, policy, lock):
+    """The finalizer of a Cache nobody closed. It runs when the garbage
+    collector frees the object (no call can be in flight: a call holds a
+    reference), or at interpreter exit, when a daemon thread may still be
+    inside a C call on the cache with the GIL released: freeing the cache under
+    it would crash. Such a busy cache is left to the operating system."""
+    if not lock.acquire(blocking=False):
+        return
+    try:
+        _destroy(handle, policy, False)
+    finally:
+        lock.release()
 
 
 class Cache:
@@ -157,6 +171,7 @@ class Cache:
         if isinstance(policy, type) and issubclass(policy, Policy):
             policy = policy()
         if isinstance(policy, str):
+            c_string(policy, "policy spec", Status.ESYNTAX)
             spec = policy.strip(" \t")
             pname, _, rest = spec.replace("\t", " ").partition(" ")
             if not pname or "=" in pname:
@@ -183,7 +198,7 @@ class Cache:
         self._h[0] = h.value
         # The finalizer holds the policy (and so its C trampolines) until the
         # C cache, which copied pointers to them, is gone.
-        self._fin = weakref.finalize(self, _destroy, self._h, self._pypol, False)
+        self._fin = weakref.finalize(self, _finalize, self._h, self._pypol, self._lock)
         try:
             if rest.strip():
                 self.apply_spec(rest)
@@ -322,19 +337,21 @@ class Cache:
             self._check_word(value)
             self.apply_spec("%s=%s" % (name, value))
         else:
-            self._call("set_param %s" % name, _lib.kvc_cache_set_param, name.encode(),
-                       float(value))
+            self._call("set_param %s" % name, _lib.kvc_cache_set_param,
+                       c_string(name, "parameter name"), float(value))
 
     def get_param(self, name):
         v = c_double()
-        rc = self._query("get_param", _lib.kvc_cache_get_param, name.encode(), byref(v))
+        rc = self._query("get_param", _lib.kvc_cache_get_param, c_string(name, "parameter name"),
+                         byref(v))
         if rc:
             raise Error(rc, "policy '%s' has no parameter %r" % (self.policy_name, name))
         return v.value
 
     def apply_spec(self, options):
         """Apply "key=value ..." options all-or-nothing."""
-        self._call("apply_spec", _lib.kvc_cache_apply_spec, options.encode())
+        self._call("apply_spec", _lib.kvc_cache_apply_spec,
+                   c_string(options, "options", Status.ESYNTAX))
 
     def _option_key(self, option):
         if isinstance(option, str):

@@ -70,3 +70,14 @@ class PolicyError(Error):
 def invalid(detail):
     """An argument refused by the binding before it reached C."""
     return Error(Status.EINVAL, detail)
+
+
+def c_string(value, what, code=Status.EINVAL):
+    """`value` (a str) encoded for a C string argument. C stops reading at the
+    first NUL, so a string holding one would be silently cut short: refused."""
+    if not isinstance(value, str):
+        raise TypeError("%s must be a str, got %s" % (what, type(value).__name__))
+    if "\0" in value:
+        raise Error(code, "%s %r contains a NUL character at index %d: C would stop reading there "
+                          "and ignore the rest" % (what, value, value.index("\0")))
+    return value.encode()

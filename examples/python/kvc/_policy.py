@@ -31,13 +31,14 @@ enforces it by refusing such calls.
 """
 
 import ctypes
+import operator
 import re
 from array import array
 from collections import namedtuple
 from ctypes import c_char_p, c_float
 
 from . import _capi
-from ._errors import Error, Status
+from ._errors import Error, Status, c_string
 
 NEED_ATTN = 0x1
 NEED_QUERY_WINDOW = 0x2
@@ -91,6 +92,36 @@ class Rng:
         if not 0 <= bound < 2 ** 32:
             raise ValueError("bound must be in [0, 2**32)")
         return _capi.lib.kvc_rng_below(self._ptr(), bound)
+
+
+def _u32_attr(policy, attr, hi=2 ** 32 - 1, names=()):
+    """A class attribute of a Policy that C stores in a uint32 field."""
+    x = getattr(policy, attr)
+    what = " or ".join(names + ("an int",))
+    if isinstance(x, bool):
+        raise TypeError("%s.%s must be %s, got a bool" % (type(policy).__name__, attr, what))
+    try:
+        x = operator.index(x)
+    except TypeError:
+        raise TypeError("%s.%s must be %s, got %r" % (type(policy).__name__, attr, what, x)) from None
+    if not 0 <= x <= hi:
+        raise ValueError("%s.%s=%d is outside [0, %d]" % (type(policy).__name__, attr, x, hi))
+    return x
+
+
+def _slot(s):
+    """One victim answered by select: an integer slot (int or numpy integer),
+    never a float, bool or string that int() would quietly convert."""
+    if isinstance(s, bool):
+        raise Error(Status.EPOLICY, "select returned %r: slots are integers, not bools" % (s,))
+    try:
+        s = operator.index(s)
+    except TypeError:
+        raise Error(Status.EPOLICY, "select returned %r (%s): slots must be integers"
+                    % (s, type(s).__name__)) from None
+    if not 0 <= s < 2 ** 32:
+        raise Error(Status.EPOLICY, "select returned slot %d" % s)
+    return s
 
 
 def _status_of(exc):
@@ -169,17 +200,25 @@ class Policy:
         name = self._policy_name().encode()
         keep.append(name)
         p.name = name
-        p.needs = int(self.needs)
-        p.default_sink = int(self.default_sink)
-        p.default_recent = int(self.default_recent)
-        p.default_chunk = int(self.default_chunk)
+        # the struct's fields are uint32: check, never let ctypes wrap a value
+        for attr in ("needs", "default_sink", "default_recent", "default_chunk"):
+            setattr(p, attr, _u32_attr(self, attr))
         scope = self.default_scope
-        p.default_scope = {"head": 0, "shared": 1}.get(scope, scope)
+        if isinstance(scope, str) and scope in ("head", "shared"):
+            p.default_scope = ("head", "shared").index(scope)
+        else:
+            p.default_scope = _u32_attr(self, "default_scope", 1, ('"head"', '"shared"'))
         params = [q if isinstance(q, Param) else Param(*q) for q in self.params]
         if params:
             arr = (_capi.kvc_param * len(params))()
             for i, q in enumerate(params):
-                pn, ph = q.name.encode(), (q.help or "").encode()
+                if not isinstance(q.name, str) or not _NAME.match(q.name):
+                    raise ValueError("parameter name %r must match [a-z0-9_]+" % (q.name,))
+                for c in q.choices or ():
+                    if not isinstance(c, str) or not _NAME.match(c):
+                        raise ValueError("choice %r of parameter %s must match [a-z0-9_]+"
+                                         % (c, q.name))
+                pn, ph = q.name.encode(), c_string(q.help or "", "help of parameter " + q.name)
                 keep += [pn, ph]
                 arr[i].name, arr[i].help = pn, ph
                 arr[i].def_, arr[i].min, arr[i].max = q.default, q.min, q.max
@@ -287,13 +326,11 @@ class Policy:
             ws = r.window_score[:nc] if r.window_score else None
             req = SelectRequest(r.group, r.candidates[:nc], r.n_victims, r.block,
                                 r.positions[:self._kvc_cap], ws, self._rng(r.rng))
-            out = [int(s) for s in self.select(req)]
+            out = [_slot(s) for s in self.select(req)]
             if len(out) != r.n_victims:
                 raise Error(Status.EPOLICY, "select returned %d slots, expected %d"
                             % (len(out), r.n_victims))
             for i, s in enumerate(out):
-                if not 0 <= s < 2 ** 32:
-                    raise Error(Status.EPOLICY, "select returned slot %d" % s)
                 victims[i] = s  # distinct candidates? the core checks that
             return 0
         except BaseException as e:
