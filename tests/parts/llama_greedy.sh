@@ -73,5 +73,36 @@ head -c 1000 "$dir/stories260K.bin" >"$tmp/trunc.bin"
 grep -q 'does not match' "$tmp/err" || bad "no clear message for a truncated checkpoint: $(cat "$tmp/err")"
 run --budget 0 >/dev/null 2>&1 && bad "budget 0 accepted"
 
+# 7. a run that exactly fills a full cache ends cleanly: no forward of a token
+#    that is never used (it used to fail with "cache is full" after the last id)
+run -t 0 --budget 64 --steps 64 --no-stop --ids >"$tmp/b64" 2>"$tmp/err" ||
+    bad "64 steps at budget 64 failed: $(cat "$tmp/err")"
+head -n 64 "$data/llama_greedy200.ids" | cmp -s - "$tmp/b64" || bad "64 steps at budget 64 gave other ids"
+run -t 0 --budget 65 --steps 64 --no-stop --ids --policy full >/dev/null 2>"$tmp/err" ||
+    bad "64 steps at budget 65 failed: $(cat "$tmp/err")"
+run -t 0 --budget 63 --steps 64 --no-stop --ids --policy full >/dev/null 2>"$tmp/err" &&
+    bad "64 steps at budget 63 with the full policy should fail"
+
+# 8. --prompt-ids: BOS and the first 10 greedy ids, fed as ids, continue with
+#    greedy ids 11..20, filling a budget of 20 exactly
+{ echo 1; head -n 10 "$data/llama_greedy200.ids"; } >"$tmp/p.ids"
+run -t 0 --budget 20 --steps 10 --no-stop --ids --prompt-ids "$tmp/p.ids" >"$tmp/cont" 2>"$tmp/err" ||
+    bad "--prompt-ids run failed: $(cat "$tmp/err")"
+sed -n 11,20p "$data/llama_greedy200.ids" | cmp -s - "$tmp/cont" || bad "--prompt-ids did not continue the greedy ids"
+echo "1 5 x" >"$tmp/badids"
+run --prompt-ids "$tmp/badids" >/dev/null 2>"$tmp/err" && bad "a non-numeric prompt id was accepted"
+grep -q "'x' (entry 3) is not a token id" "$tmp/err" || bad "no clear message for a bad prompt id: $(cat "$tmp/err")"
+run --prompt-ids "$tmp/p.ids" -i "Once" >/dev/null 2>"$tmp/err" && bad "--prompt-ids together with -i was accepted"
+
+# 9. --trace: the fed tokens and argmaxes are the run's, and a window of 32
+#    evicts exactly position pos-32 in every layer and group from pos 32 on
+run -t 0 --steps 60 --no-stop --ids --policy window --budget 32 --trace "$tmp/trace" >"$tmp/wids" 2>"$tmp/err" ||
+    bad "--trace run failed: $(cat "$tmp/err")"
+awk '$1 == "step" { print $4 }' "$tmp/trace" | cmp -s - "$tmp/wids" || bad "trace argmaxes differ from the printed ids"
+awk -v L=5 -v G=4 '
+    $1 == "evict" { n++; if ($5 != $2 - 32 || NF != 5) bad = bad " " $0 }
+    END { if (n != 28 * L * G) bad = bad " count " n; if (bad != "") { print bad; exit 1 } }' "$tmp/trace" ||
+    bad "window trace evictions are not pos-32 in every layer and group"
+
 [ $fail -eq 0 ] && echo "llama runner: published greedy text reproduced (200 tokens), BPE and byte fallback ok"
 exit $fail
