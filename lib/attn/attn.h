@@ -4,8 +4,28 @@
 
 #include "kvc.h"
 
-/* One kv head and its `r` query heads: q/out are r rows of d floats; k/v point
- * at the head's first row; weights (NULL or r rows of wstride floats). */
+/* The SIMD kernels' register blocks are arrays indexed by compile-time
+ * loops: they must be fully unrolled and inlined to live in registers
+ * (clang needs its own pragma). */
+#if defined(__clang__)
+#define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+#else
+#define AI static inline
+#define UNROLL
+#endif
+
+#define KVC__MAXJ 8 /* jobs per kernel call (kv heads read tile by tile together) */
+
+/* One kv head and `r` (<= MAXH) of its query heads: q/out are r rows of d
+ * floats; k/v point at the head's first row; weights (NULL or r rows of
+ * wstride floats). */
+#define TILE 64 /* keys per tile: K+V tile of d=128 f32 is 64 KiB, L2-resident */
+#define MAXH 64 /* query heads per pass of the SIMD kernels (scratch: MAXH*TILE floats on the stack) */
+
 typedef struct kvc__attn_job {
     const float *q;
     const void *k, *v;
@@ -18,15 +38,16 @@ typedef struct kvc__attn_job {
     kvc_dtype dtype;
 } kvc__attn_job;
 
-typedef void (*kvc__attn_fn)(const kvc__attn_job *job);
+/* Runs `n` (1..KVC__MAXJ) jobs that share d, n, row_stride, scale and dtype. */
+typedef void (*kvc__attn_fn)(const kvc__attn_job *jobs, uint32_t n);
 
-void kvc__attn_scalar(const kvc__attn_job *job);
+void kvc__attn_scalar(const kvc__attn_job *jobs, uint32_t n);
 #if defined(__x86_64__) || defined(_M_X64)
-void kvc__attn_avx2(const kvc__attn_job *job);
-void kvc__attn_avx512(const kvc__attn_job *job);
+void kvc__attn_avx2(const kvc__attn_job *jobs, uint32_t n);
+void kvc__attn_avx512(const kvc__attn_job *jobs, uint32_t n);
 #endif
 #if defined(__aarch64__)
-void kvc__attn_neon(const kvc__attn_job *job);
+void kvc__attn_neon(const kvc__attn_job *jobs, uint32_t n);
 #endif
 
 #endif

@@ -1,13 +1,10 @@
 /* AVX2 + FMA + F16C kernel. Compiled with ISA_FLAGS_avx2 and only called when
  * the dispatcher saw these in cpuid and YMM state enabled by the OS (XGETBV).
  *
- * Same plan as the AVX-512 kernel (see avx512.c), sized for 16 YMM registers:
- *  - keys by tiles of TILE rows, one memory pass per tile shared by every
- *    query head of the group;
+ * The inner blocks of the shared driver (attn/driver.h, which has the plan),
+ * sized for 16 YMM registers:
  *  - QK: 8 dot products at a time (4 heads x 2 keys, 2 x 4 or 1 x 8), folded
  *    by a transpose-add tree into one vector of 8 logits;
- *  - online softmax per head (running max and sum); raw logits go to the
- *    weights row and are normalised in place at the end;
  *  - PV: 4 heads x 16 output floats (or 2 x 32, 1 x 32) accumulated in
  *    registers across the tile, then folded into out with the correction.
  * Tails: f32 uses maskload/maskstore (no access outside the mask); 16-bit
@@ -20,21 +17,9 @@
 
 #include "attn/attn.h"
 
-#define TILE 64
-#define MAXH 64
-
-/* The register blocks below are arrays indexed by compile-time loops: they
- * must be fully unrolled to live in registers (clang needs its own pragma). */
-#if defined(__clang__)
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("clang loop unroll(full)")
-#elif defined(__GNUC__)
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
-#else
-#define AI static inline
-#define UNROLL
-#endif
+#define VW 8
+#define QK_LANES 8
+#define QBUF 1
 
 AI __m256 widen(__m128i h, kvc_dtype dt) {
     if (dt == KVC_DTYPE_F16) return _mm256_cvtph_ps(h);
@@ -120,7 +105,7 @@ AI __m256 fold8(const __m256 *a) {
 }
 
 /* Logits of HB heads x KB keys (HB*KB = 8), scaled, into s[h*TILE + j ...]. */
-AI void qk_block(const float *q, uint32_t d, const char *const *kr, int HB, int KB, kvc_dtype dt, float scale,
+AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, int KB, kvc_dtype dt, float scale,
                  float *s, uint32_t j) {
     __m256 acc[8];
     UNROLL
@@ -154,80 +139,9 @@ AI void qk_block(const float *q, uint32_t d, const char *const *kr, int HB, int 
     for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * TILE + j, tmp + h * KB, (size_t)KB * sizeof(float));
 }
 
-/* QK for the tile: heads by 4, 2, 1; past the last key the row pointer
- * repeats it, and those logits are never read. The first pass also
- * prefetches the next tile's K rows (t_next of them). */
-AI void qk_tile(const float *q, uint32_t G, uint32_t d, const char *kt, size_t rs, uint32_t t, uint32_t t_next,
-                kvc_dtype dt, float scale, float *s) {
-    const char *kr[8];
-    const size_t rb = (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2);
-    const char *pf = t_next ? kt + (size_t)TILE * rs : kt;
-    uint32_t h = 0;
-    for (; h + 4 <= G; h += 4)
-        for (uint32_t j = 0; j < t; j += 2) {
-            UNROLL
-            for (int b = 0; b < 2; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 2 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block(q + (size_t)h * d, d, kr, 4, 2, dt, scale, s + (size_t)h * TILE, j);
-        }
-    if (G - h >= 2) {
-        for (uint32_t j = 0; j < t; j += 4) {
-            UNROLL
-            for (int b = 0; b < 4; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 4 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block(q + (size_t)h * d, d, kr, 2, 4, dt, scale, s + (size_t)h * TILE, j);
-        }
-        h += 2;
-    }
-    if (G - h == 1)
-        for (uint32_t j = 0; j < t; j += 8) {
-            UNROLL
-            for (int b = 0; b < 8; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 8 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block(q + (size_t)h * d, d, kr, 1, 8, dt, scale, s + (size_t)h * TILE, j);
-        }
-}
-
-/* Online softmax step for one head (see avx512.c). */
-AI void softmax_tile(float *s, uint32_t t, float *m, float *l, float *corr, float *wrow) {
-    __m256 x[TILE / 8];
-    __m256 vmax = _mm256_set1_ps(-INFINITY);
-    UNROLL
-    for (int c = 0; c < TILE / 8; c++) {
-        uint32_t lo = (uint32_t)c * 8;
-        if (lo + 8 <= t) {
-            x[c] = _mm256_loadu_ps(s + lo);
-            if (wrow) _mm256_storeu_ps(wrow + lo, x[c]);
-        } else if (lo < t) {
-            __m256i k = lanes(t - lo);
-            x[c] = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_loadu_ps(s + lo), _mm256_castsi256_ps(k));
-            if (wrow) _mm256_maskstore_ps(wrow + lo, k, x[c]);
-        } else {
-            x[c] = _mm256_set1_ps(-INFINITY);
-        }
-        vmax = _mm256_max_ps(vmax, x[c]);
-    }
-    float tmax = hmax8(vmax);
-    float mnew = tmax > *m ? tmax : *m;
-    /* e^(m - mnew), 0 on the first tile (m = -inf); no libm call here */
-    *corr = _mm256_cvtss_f32(exp8(_mm256_set1_ps(*m - mnew)));
-    __m256 vm = _mm256_set1_ps(mnew), sum = _mm256_setzero_ps();
-    UNROLL
-    for (int c = 0; c < TILE / 8; c++) {
-        __m256 p = exp8(_mm256_sub_ps(x[c], vm));
-        _mm256_store_ps(s + c * 8, p);
-        sum = _mm256_add_ps(sum, p);
-    }
-    *l = *l * *corr + hsum8(sum);
-    *m = mnew;
-}
-
 /* out[h][off..off+8*DC) = out*corr[h] + sum_j p[h][j] * V[j][off..] for HB
  * heads; `masked` handles the last, partial group of columns. */
-AI void pv_block(const char *vt, size_t rs, uint32_t t, const float *p, int HB, int DC, uint32_t off, uint32_t d,
+AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, int DC, uint32_t off, uint32_t d,
                  bool masked, kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
     const size_t rb = (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2);
     __m256 acc[4][4];
@@ -275,84 +189,49 @@ AI void pv_block(const char *vt, size_t rs, uint32_t t, const float *p, int HB, 
     }
 }
 
-/* t_next: rows of the next tile to prefetch (only the first call does). */
-AI void pv_heads(const char *vt, size_t rs, uint32_t t, const float *p, int HB, int DC, uint32_t d, kvc_dtype dt,
-                 float *out, const float *corr, uint32_t t_next) {
-    const uint32_t w = 8u * (uint32_t)DC;
-    uint32_t off = 0;
-    for (; d - off >= w; off += w, t_next = 0) pv_block(vt, rs, t, p, HB, DC, off, d, false, dt, out, corr, t_next);
-    if (off < d) pv_block(vt, rs, t, p, HB, DC, off, d, true, dt, out, corr, t_next);
+/* ---- the driver's entry points */
+
+typedef __m256 vf;
+AI vf v_load(const float *p) { return _mm256_loadu_ps(p); }
+AI void v_store(float *p, vf x) { _mm256_storeu_ps(p, x); }
+AI vf v_set1(float x) { return _mm256_set1_ps(x); }
+AI vf v_add(vf a, vf b) { return _mm256_add_ps(a, b); }
+AI vf v_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+AI vf v_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+AI vf v_max(vf a, vf b) { return _mm256_max_ps(a, b); }
+AI float v_hmax(vf a) { return hmax8(a); }
+AI float v_hsum(vf a) { return hsum8(a); }
+AI vf v_exp(vf x) { return exp8(x); }
+
+AI void q_prepare(int var, kvc_dtype dt, const float *q, uint32_t G, uint32_t d, float *qbuf) {
+    (void)var, (void)dt, (void)q, (void)G, (void)d, (void)qbuf; /* no variant needs another q form */
 }
 
-AI void pv_tile(const char *vt, size_t rs, uint32_t t, uint32_t t_next, const float *s, uint32_t G, uint32_t d,
-                kvc_dtype dt, float *out, const float *corr) {
-    uint32_t h = 0;
-    for (; h + 4 <= G; h += 4, t_next = 0)
-        pv_heads(vt, rs, t, s + (size_t)h * TILE, 4, 2, d, dt, out + (size_t)h * d, corr + h, t_next);
-    if (G - h >= 2) {
-        pv_heads(vt, rs, t, s + (size_t)h * TILE, 2, 4, d, dt, out + (size_t)h * d, corr + h, t_next);
-        h += 2;
-        t_next = 0;
-    }
-    if (G - h == 1) pv_heads(vt, rs, t, s + (size_t)h * TILE, 1, 4, d, dt, out + (size_t)h * d, corr + h, t_next);
+AI void qk_block(int var, const float *q, const float *qbuf, uint32_t d, const char *const *kr, int HB, int KB,
+                 kvc_dtype dt, float scale, float *s, uint32_t j) {
+    (void)var, (void)qbuf;
+    qk_block_gen(q, d, kr, HB, KB, dt, scale, s, j);
 }
 
-/* out *= 1/l; weights (raw logits) -> exp(w - m) / l. */
-static void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float l) {
-    float inv = 1.0f / l;
-    __m256 vi = _mm256_set1_ps(inv), vm = _mm256_set1_ps(m);
-    uint32_t i = 0;
-    for (; d - i >= 8; i += 8) _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(out + i), vi));
-    for (; i < d; i++) out[i] *= inv;
-    if (!w) return;
-    for (i = 0; n - i >= 8; i += 8)
-        _mm256_storeu_ps(w + i, _mm256_mul_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(w + i), vm)), vi));
-    if (i < n) {
-        __m256i k = lanes(n - i);
-        _mm256_maskstore_ps(w + i, k, _mm256_mul_ps(exp8(_mm256_sub_ps(_mm256_maskload_ps(w + i, k), vm)), vi));
-    }
+/* 4 heads x 2 vectors, or 2 and 1 heads x 4 vectors: 8 or 4 accumulators + V */
+AI uint32_t pv_cols(int var, int HB) {
+    (void)var;
+    return HB == 4 ? 16 : 32;
 }
 
-AI void run(const kvc__attn_job *job, kvc_dtype dt) {
-    const uint32_t d = job->d, n = job->n;
-    const size_t rs = job->row_stride * (dt == KVC_DTYPE_F32 ? 4 : 2);
-    float s[MAXH * TILE] __attribute__((aligned(32)));
-    float m[MAXH], l[MAXH], corr[MAXH];
-    for (uint32_t h0 = 0; h0 < job->r; h0 += MAXH) {
-        const uint32_t G = job->r - h0 < MAXH ? job->r - h0 : MAXH;
-        const float *q = job->q + (size_t)h0 * d;
-        float *out = job->out + (size_t)h0 * d;
-        float *w = job->weights ? job->weights + (size_t)h0 * job->wstride : NULL;
-        for (uint32_t h = 0; h < G; h++) {
-            m[h] = -INFINITY;
-            l[h] = 0.0f;
-        }
-        memset(out, 0, (size_t)G * d * sizeof(float));
-        for (uint32_t j0 = 0, t; j0 < n; j0 += t) { /* += t: never wraps past n */
-            t = n - j0 < TILE ? n - j0 : TILE;
-            const uint32_t rest = n - j0 - t, t_next = rest < TILE ? rest : TILE;
-            const char *kt = (const char *)job->k + (size_t)j0 * rs;
-            const char *vt = (const char *)job->v + (size_t)j0 * rs;
-            qk_tile(q, G, d, kt, rs, t, t_next, dt, job->scale, s);
-            for (uint32_t h = 0; h < G; h++)
-                softmax_tile(s + (size_t)h * TILE, t, &m[h], &l[h], &corr[h],
-                             w ? w + (size_t)h * job->wstride + j0 : NULL);
-            pv_tile(vt, rs, t, t_next, s, G, d, dt, out, corr);
-        }
-        for (uint32_t h = 0; h < G; h++)
-            finish(out + (size_t)h * d, d, w ? w + (size_t)h * job->wstride : NULL, n, m[h], l[h]);
-    }
+AI void pv_block(int var, const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
+                 bool masked, kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
+    (void)var;
+    pv_block_gen(vt, rs, t, p, HB, HB == 4 ? 2 : 4, off, d, masked, dt, out, corr, t_next);
 }
 
-static void run_f32(const kvc__attn_job *job) { run(job, KVC_DTYPE_F32); }
-static void run_f16(const kvc__attn_job *job) { run(job, KVC_DTYPE_F16); }
-static void run_bf16(const kvc__attn_job *job) { run(job, KVC_DTYPE_BF16); }
+#include "attn/driver.h"
 
-void kvc__attn_avx2(const kvc__attn_job *job) {
-    if (job->dtype == KVC_DTYPE_F16)
-        run_f16(job);
-    else if (job->dtype == KVC_DTYPE_BF16)
-        run_bf16(job);
+void kvc__attn_avx2(const kvc__attn_job *jobs, uint32_t n) {
+    if (jobs[0].dtype == KVC_DTYPE_F16)
+        drive(jobs, n, KVC_DTYPE_F16, 0);
+    else if (jobs[0].dtype == KVC_DTYPE_BF16)
+        drive(jobs, n, KVC_DTYPE_BF16, 0);
     else
-        run_f32(job);
+        drive(jobs, n, KVC_DTYPE_F32, 0);
 }

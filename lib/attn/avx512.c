@@ -1,20 +1,12 @@
-/* AVX-512 kernel (F; BW+VL for masked 16-bit loads). Compiled with
+/* AVX-512 kernel (F; BW+VL for masked 16-bit loads): the inner blocks of
+ * the shared driver (attn/driver.h, which has the plan). Compiled with
  * ISA_FLAGS_avx512 and only called when the dispatcher saw AVX-512 in cpuid
  * and ZMM state enabled by the OS (XGETBV).
- *
- * Per kv head (one job), keys go by tiles of TILE rows. A tile of K and V is
- * fetched from memory once; every query head of the group then reuses it from
- * L1/L2, so memory traffic is one pass whatever the GQA ratio.
  *  - QK: 16 dot products at a time (4 heads x 4 keys, 2 x 8 or 1 x 16) in 16
  *    accumulators, folded by one transpose-add tree whose lanes come out in
  *    accumulator order: about 3 shuffles+adds per dot product.
- *  - Online softmax per head: running max m and sum l; the tile's
- *    probabilities overwrite its logits in the scratch; raw logits go to the
- *    weights row and are normalised in place at the end (no pass over K/V).
- *  - PV: up to 4 heads x 64 output floats in registers across the tile, the
- *    V row slice converted once for all of them; the tile's sum is then
- *    folded into out with the correction factor (blocked summation keeps the
- *    rounding error ~ (TILE + n/TILE) ulps instead of n).
+ *  - PV: up to 4 heads x 64 output floats in registers across the tile.
+ *  - bf16 by pairs (variant VAR_PAIRS, below).
  * Tails (head_dim not a multiple of 16, partial tiles) use masked loads,
  * which never touch memory outside the mask. */
 #include <immintrin.h>
@@ -25,21 +17,21 @@
 
 #include "attn/attn.h"
 
-#define TILE 64 /* keys per tile: K+V tile of d=128 f32 is 64 KiB, L2-resident */
-#define MAXH 64 /* query heads per pass (scratch: MAXH*TILE floats on the stack) */
+#define VW 16
+#define QK_LANES 16
+#define QBUF 4096 /* floats of split q for the bf16 pairs variant (all jobs of a call) */
+enum { VAR_GENERAL = 0, VAR_PAIRS = 1 };
 
-/* The register blocks below are arrays indexed by compile-time loops: they
- * must be fully unrolled to live in registers (clang needs its own pragma). */
-#if defined(__clang__)
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("clang loop unroll(full)")
-#elif defined(__GNUC__)
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
-#else
-#define AI static inline
-#define UNROLL
-#endif
+typedef __m512 vf;
+AI vf v_load(const float *p) { return _mm512_loadu_ps(p); }
+AI void v_store(float *p, vf x) { _mm512_storeu_ps(p, x); }
+AI vf v_set1(float x) { return _mm512_set1_ps(x); }
+AI vf v_add(vf a, vf b) { return _mm512_add_ps(a, b); }
+AI vf v_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+AI vf v_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+AI vf v_max(vf a, vf b) { return _mm512_max_ps(a, b); }
+AI float v_hmax(vf a) { return _mm512_reduce_max_ps(a); }
+AI float v_hsum(vf a) { return _mm512_reduce_add_ps(a); }
 
 /* 16 elements of a row starting at element i, widened to f32 (exact). */
 AI __m512 ld(const void *row, uint32_t i, kvc_dtype dt) {
@@ -106,7 +98,7 @@ AI __m512 fold16(const __m512 *a) {
 
 /* Logits of HB heads (rows q, q+d, ...) x KB keys (rows kr[]), HB*KB = 16,
  * scaled; head h's keys land in s[h*TILE + j ...]. */
-AI void qk_block(const float *q, uint32_t d, const char *const *kr, int HB, int KB, kvc_dtype dt, float scale,
+AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, int KB, kvc_dtype dt, float scale,
                  float *s, uint32_t j) {
     __m512 acc[16];
     UNROLL
@@ -141,75 +133,9 @@ AI void qk_block(const float *q, uint32_t d, const char *const *kr, int HB, int 
     for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * TILE + j, tmp + h * KB, (size_t)KB * sizeof(float));
 }
 
-/* QK for the whole tile: heads by 4, then 2, then 1. Past the tile's last key
- * the row pointer repeats that key; those logits are never read. The first
- * pass also prefetches the next tile's K rows (t_next of them). */
-AI void qk_tile(const float *q, uint32_t G, uint32_t d, const char *kt, size_t rs, uint32_t t, uint32_t t_next,
-                kvc_dtype dt, float scale, float *s) {
-    const char *kr[16];
-    const size_t rb = (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2);
-    const char *pf = t_next ? kt + (size_t)TILE * rs : kt;
-    uint32_t h = 0;
-    for (; h + 4 <= G; h += 4)
-        for (uint32_t j = 0; j < t; j += 4) {
-            UNROLL
-            for (int b = 0; b < 4; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 4 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block(q + (size_t)h * d, d, kr, 4, 4, dt, scale, s + (size_t)h * TILE, j);
-        }
-    if (G - h >= 2) {
-        for (uint32_t j = 0; j < t; j += 8) {
-            UNROLL
-            for (int b = 0; b < 8; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 8 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block(q + (size_t)h * d, d, kr, 2, 8, dt, scale, s + (size_t)h * TILE, j);
-        }
-        h += 2;
-    }
-    if (G - h == 1)
-        for (uint32_t j = 0; j < t; j += 16) {
-            UNROLL
-            for (int b = 0; b < 16; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 16 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block(q + (size_t)h * d, d, kr, 1, 16, dt, scale, s + (size_t)h * TILE, j);
-        }
-}
-
-/* Online softmax step for one head: s[0..t) logits in, probabilities
- * relative to the new running max out (0 past t). */
-AI void softmax_tile(float *s, uint32_t t, float *m, float *l, float *corr, float *wrow) {
-    __m512 x[TILE / 16];
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    UNROLL
-    for (int c = 0; c < TILE / 16; c++) {
-        uint32_t lo = (uint32_t)c * 16;
-        __mmask16 k = lo < t ? tail_mask(t - lo) : 0;
-        x[c] = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, s + lo);
-        if (wrow) _mm512_mask_storeu_ps(wrow + lo, k, x[c]);
-        vmax = _mm512_max_ps(vmax, x[c]);
-    }
-    float tmax = _mm512_reduce_max_ps(vmax);
-    float mnew = tmax > *m ? tmax : *m;
-    /* e^(m - mnew), 0 on the first tile (m = -inf); no libm call in the
-     * hot loop (a call would also spill every live vector register) */
-    *corr = _mm512_cvtss_f32(exp16(_mm512_set1_ps(*m - mnew)));
-    __m512 vm = _mm512_set1_ps(mnew), sum = _mm512_setzero_ps();
-    UNROLL
-    for (int c = 0; c < TILE / 16; c++) {
-        __m512 p = exp16(_mm512_sub_ps(x[c], vm));
-        _mm512_store_ps(s + c * 16, p);
-        sum = _mm512_add_ps(sum, p);
-    }
-    *l = *l * *corr + _mm512_reduce_add_ps(sum);
-    *m = mnew;
-}
-
 /* out[h][off..off+64) = out*corr[h] + sum_j p[h][j] * V[j][off..], for HB
  * heads; `masked` handles the last, partial group of columns. */
-AI void pv_block(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d, bool masked,
+AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d, bool masked,
                  kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
     const size_t rb = (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2);
     __m512 acc[4][4];
@@ -253,40 +179,18 @@ AI void pv_block(const char *vt, size_t rs, uint32_t t, const float *p, int HB, 
     }
 }
 
-/* t_next: rows of the next tile to prefetch (only the first call does). */
-AI void pv_heads(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t d, kvc_dtype dt, float *out,
-                 const float *corr, uint32_t t_next) {
-    uint32_t off = 0;
-    for (; d - off >= 64; off += 64, t_next = 0) pv_block(vt, rs, t, p, HB, off, d, false, dt, out, corr, t_next);
-    if (off < d) pv_block(vt, rs, t, p, HB, off, d, true, dt, out, corr, t_next);
-}
-
-AI void pv_tile(const char *vt, size_t rs, uint32_t t, uint32_t t_next, const float *s, uint32_t G, uint32_t d,
-                kvc_dtype dt, float *out, const float *corr) {
-    uint32_t h = 0;
-    for (; h + 4 <= G; h += 4, t_next = 0)
-        pv_heads(vt, rs, t, s + (size_t)h * TILE, 4, d, dt, out + (size_t)h * d, corr + h, t_next);
-    if (G - h >= 2) {
-        pv_heads(vt, rs, t, s + (size_t)h * TILE, 2, d, dt, out + (size_t)h * d, corr + h, t_next);
-        h += 2;
-        t_next = 0;
-    }
-    if (G - h == 1) pv_heads(vt, rs, t, s + (size_t)h * TILE, 1, d, dt, out + (size_t)h * d, corr + h, t_next);
-}
-
 /* ---- bf16 by pairs. A 64-byte load holds 32 bf16 as 16 dwords: dword << 16
  * is the even element as f32, dword & 0xffff0000 the odd one, one uop per
  * 16 elements instead of two (zero-extend + shift). Dot products only need q
  * split the same way (done once per pass); PV keeps its sums in even/odd
  * order and interleaves them once per tile. Used when d % 32 == 0 and the
- * split q fits QS floats; other shapes take the general path. */
-#define QS 2048
-
+ * split q of every job of the call fits QBUF floats; other shapes take the
+ * general path. */
 AI __m512 even16(__m512i x) { return _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)); }
 AI __m512 odd16(__m512i x) { return _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int)0xffff0000u))); }
 
 /* qs[h*d + 32c ...]: the 16 even then the 16 odd elements of chunk c of q[h]. */
-static void split_q(float *qs, const float *q, uint32_t G, uint32_t d) {
+AI void split_q(float *qs, const float *q, uint32_t G, uint32_t d) {
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     for (size_t i = 0; i < (size_t)G * d; i += 32) {
@@ -323,40 +227,6 @@ AI void qk_block_pairs(const float *qs, uint32_t d, const char *const *kr, int H
     _mm512_store_ps(tmp, _mm512_mul_ps(fold16(acc), _mm512_set1_ps(scale)));
     UNROLL
     for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * TILE + j, tmp + h * KB, (size_t)KB * sizeof(float));
-}
-
-AI void qk_tile_pairs(const float *qs, uint32_t G, uint32_t d, const char *kt, size_t rs, uint32_t t, uint32_t t_next,
-                      float scale, float *s) {
-    const char *kr[16];
-    const size_t rb = (size_t)d * 2;
-    const char *pf = t_next ? kt + (size_t)TILE * rs : kt;
-    uint32_t h = 0;
-    for (; h + 4 <= G; h += 4)
-        for (uint32_t j = 0; j < t; j += 4) {
-            UNROLL
-            for (int b = 0; b < 4; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 4 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block_pairs(qs + (size_t)h * d, d, kr, 4, 4, scale, s + (size_t)h * TILE, j);
-        }
-    if (G - h >= 2) {
-        for (uint32_t j = 0; j < t; j += 8) {
-            UNROLL
-            for (int b = 0; b < 8; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 8 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block_pairs(qs + (size_t)h * d, d, kr, 2, 8, scale, s + (size_t)h * TILE, j);
-        }
-        h += 2;
-    }
-    if (G - h == 1)
-        for (uint32_t j = 0; j < t; j += 16) {
-            UNROLL
-            for (int b = 0; b < 16; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 16 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block_pairs(qs + (size_t)h * d, d, kr, 1, 16, scale, s + (size_t)h * TILE, j);
-        }
 }
 
 /* As pv_block over columns [off, off + 64) (or [off, off + 32) when `half`),
@@ -405,97 +275,50 @@ AI void pv_block_pairs(const char *vt, size_t rs, uint32_t t, const float *p, in
     }
 }
 
-AI void pv_heads_pairs(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t d, float *out,
-                       const float *corr, uint32_t t_next) {
-    uint32_t off = 0;
-    for (; d - off >= 64; off += 64, t_next = 0) pv_block_pairs(vt, rs, t, p, HB, off, d, false, out, corr, t_next);
-    if (off < d) pv_block_pairs(vt, rs, t, p, HB, off, d, true, out, corr, t_next); /* d % 32 == 0: 32 left */
+/* ---- the driver's entry points */
+
+AI void q_prepare(int var, kvc_dtype dt, const float *q, uint32_t G, uint32_t d, float *qbuf) {
+    (void)var;
+    (void)dt;
+    split_q(qbuf, q, G, d);
 }
 
-AI void pv_tile_pairs(const char *vt, size_t rs, uint32_t t, uint32_t t_next, const float *s, uint32_t G, uint32_t d,
-                      float *out, const float *corr) {
-    uint32_t h = 0;
-    for (; h + 4 <= G; h += 4, t_next = 0)
-        pv_heads_pairs(vt, rs, t, s + (size_t)h * TILE, 4, d, out + (size_t)h * d, corr + h, t_next);
-    if (G - h >= 2) {
-        pv_heads_pairs(vt, rs, t, s + (size_t)h * TILE, 2, d, out + (size_t)h * d, corr + h, t_next);
-        h += 2;
-        t_next = 0;
-    }
-    if (G - h == 1) pv_heads_pairs(vt, rs, t, s + (size_t)h * TILE, 1, d, out + (size_t)h * d, corr + h, t_next);
-}
-
-/* out *= 1/l; weights (raw logits) -> exp(w - m) / l. */
-static void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float l) {
-    float inv = 1.0f / l;
-    __m512 vi = _mm512_set1_ps(inv), vm = _mm512_set1_ps(m);
-    uint32_t i = 0;
-    for (; d - i >= 16; i += 16) _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(out + i), vi));
-    if (i < d) {
-        __mmask16 k = tail_mask(d - i);
-        _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, out + i), vi));
-    }
-    if (!w) return;
-    for (i = 0; n - i >= 16; i += 16)
-        _mm512_storeu_ps(w + i, _mm512_mul_ps(exp16(_mm512_sub_ps(_mm512_loadu_ps(w + i), vm)), vi));
-    if (i < n) {
-        __mmask16 k = tail_mask(n - i);
-        _mm512_mask_storeu_ps(w + i, k, _mm512_mul_ps(exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, w + i), vm)), vi));
-    }
-}
-
-/* qs: QS floats of scratch for bf16 (NULL otherwise). */
-AI void run(const kvc__attn_job *job, kvc_dtype dt, float *qs) {
-    const uint32_t d = job->d, n = job->n;
-    const size_t rs = job->row_stride * (dt == KVC_DTYPE_F32 ? 4 : 2); /* bytes between rows */
-    float s[MAXH * TILE] __attribute__((aligned(64)));
-    float m[MAXH], l[MAXH], corr[MAXH];
-    for (uint32_t h0 = 0; h0 < job->r; h0 += MAXH) {
-        const uint32_t G = job->r - h0 < MAXH ? job->r - h0 : MAXH;
-        const float *q = job->q + (size_t)h0 * d;
-        float *out = job->out + (size_t)h0 * d;
-        float *w = job->weights ? job->weights + (size_t)h0 * job->wstride : NULL;
-        const bool pairs = qs && d % 32 == 0 && (size_t)G * d <= QS;
-        if (pairs) split_q(qs, q, G, d);
-        for (uint32_t h = 0; h < G; h++) {
-            m[h] = -INFINITY;
-            l[h] = 0.0f;
-        }
-        memset(out, 0, (size_t)G * d * sizeof(float));
-        for (uint32_t j0 = 0, t; j0 < n; j0 += t) { /* += t: never wraps past n */
-            t = n - j0 < TILE ? n - j0 : TILE;
-            const uint32_t rest = n - j0 - t, t_next = rest < TILE ? rest : TILE;
-            const char *kt = (const char *)job->k + (size_t)j0 * rs;
-            const char *vt = (const char *)job->v + (size_t)j0 * rs;
-            if (pairs)
-                qk_tile_pairs(qs, G, d, kt, rs, t, t_next, job->scale, s);
-            else
-                qk_tile(q, G, d, kt, rs, t, t_next, dt, job->scale, s);
-            for (uint32_t h = 0; h < G; h++)
-                softmax_tile(s + (size_t)h * TILE, t, &m[h], &l[h], &corr[h],
-                             w ? w + (size_t)h * job->wstride + j0 : NULL);
-            if (pairs)
-                pv_tile_pairs(vt, rs, t, t_next, s, G, d, out, corr);
-            else
-                pv_tile(vt, rs, t, t_next, s, G, d, dt, out, corr);
-        }
-        for (uint32_t h = 0; h < G; h++)
-            finish(out + (size_t)h * d, d, w ? w + (size_t)h * job->wstride : NULL, n, m[h], l[h]);
-    }
-}
-
-static void run_f32(const kvc__attn_job *job) { run(job, KVC_DTYPE_F32, NULL); }
-static void run_f16(const kvc__attn_job *job) { run(job, KVC_DTYPE_F16, NULL); }
-static void run_bf16(const kvc__attn_job *job) {
-    float qs[QS] __attribute__((aligned(64)));
-    run(job, KVC_DTYPE_BF16, qs);
-}
-
-void kvc__attn_avx512(const kvc__attn_job *job) {
-    if (job->dtype == KVC_DTYPE_F16)
-        run_f16(job);
-    else if (job->dtype == KVC_DTYPE_BF16)
-        run_bf16(job);
+AI void qk_block(int var, const float *q, const float *qbuf, uint32_t d, const char *const *kr, int HB, int KB,
+                 kvc_dtype dt, float scale, float *s, uint32_t j) {
+    if (var == VAR_PAIRS)
+        qk_block_pairs(qbuf, d, kr, HB, KB, scale, s, j);
     else
-        run_f32(job);
+        qk_block_gen(q, d, kr, HB, KB, dt, scale, s, j);
+}
+
+AI uint32_t pv_cols(int var, int HB) {
+    (void)var;
+    (void)HB;
+    return 64;
+}
+
+/* For the pairs variant `masked` means the last 32 columns (d % 32 == 0). */
+AI void pv_block(int var, const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
+                 bool masked, kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
+    if (var == VAR_PAIRS)
+        pv_block_pairs(vt, rs, t, p, HB, off, d, masked, out, corr, t_next);
+    else
+        pv_block_gen(vt, rs, t, p, HB, off, d, masked, dt, out, corr, t_next);
+}
+
+AI vf v_exp(vf x) { return exp16(x); }
+
+#include "attn/driver.h"
+
+void kvc__attn_avx512(const kvc__attn_job *jobs, uint32_t n) {
+    size_t qn = 0; /* split q of every job, for the bf16 pairs variant */
+    for (uint32_t x = 0; x < n; x++) qn += (size_t)jobs[x].r * jobs[x].d;
+    if (jobs[0].dtype == KVC_DTYPE_F16)
+        drive(jobs, n, KVC_DTYPE_F16, VAR_GENERAL);
+    else if (jobs[0].dtype == KVC_DTYPE_BF16 && jobs[0].d % 32 == 0 && qn <= QBUF)
+        drive(jobs, n, KVC_DTYPE_BF16, VAR_PAIRS);
+    else if (jobs[0].dtype == KVC_DTYPE_BF16)
+        drive(jobs, n, KVC_DTYPE_BF16, VAR_GENERAL);
+    else
+        drive(jobs, n, KVC_DTYPE_F32, VAR_GENERAL);
 }

@@ -117,28 +117,43 @@ int kvc_set_isa(const char *isa) {
     return KVC_EUNKNOWN;
 }
 
+/* One job per kv head (split into blocks of at most MAXH query heads).
+ * Heads stored one after the other go one at a time, each a sequential pass;
+ * heads whose rows interleave (token-major: head_stride below a head's span)
+ * go KVC__MAXJ at a time, so the kernel reads each tile of all of them while
+ * their rows sit side by side, instead of striding through memory per head. */
 int kvc__attention_heads(const kvc_attn_layout *L, uint32_t kv_begin, uint32_t kv_end, const float *q,
                          const void *k, const void *v, float *out, float *weights, size_t weights_stride) {
     kvc__attn_fn fn = pick()->fn;
-    uint32_t r = L->n_q_heads / L->n_kv_heads;
-    size_t esz = L->dtype == KVC_DTYPE_F32 ? 4 : 2;
-    float scale = L->scale > 0.0f ? L->scale : 1.0f / sqrtf((float)L->head_dim);
-    for (uint32_t h = kv_begin; h < kv_end; h++) {
-        kvc__attn_job job;
-        job.q = q + (size_t)h * r * L->head_dim;
-        job.k = (const char *)k + (size_t)h * L->head_stride * esz;
-        job.v = (const char *)v + (size_t)h * L->head_stride * esz;
-        job.out = out + (size_t)h * r * L->head_dim;
-        job.weights = weights ? weights + (size_t)h * r * weights_stride : NULL;
-        job.wstride = weights_stride;
-        job.row_stride = L->row_stride;
-        job.r = r;
-        job.d = L->head_dim;
-        job.n = L->n_keys;
-        job.scale = scale;
-        job.dtype = L->dtype;
-        fn(&job);
-    }
+    const uint32_t r = L->n_q_heads / L->n_kv_heads, d = L->head_dim;
+    const size_t esz = L->dtype == KVC_DTYPE_F32 ? 4 : 2;
+    const float scale = L->scale > 0.0f ? L->scale : 1.0f / sqrtf((float)d);
+    const bool interleaved = kv_end - kv_begin > 1 && L->head_stride < (size_t)L->n_keys * L->row_stride;
+    const uint32_t batch = interleaved ? KVC__MAXJ : 1;
+    kvc__attn_job jobs[KVC__MAXJ];
+    uint32_t nj = 0;
+    for (uint32_t h = kv_begin; h < kv_end; h++)
+        for (uint32_t h0 = 0; h0 < r; h0 += MAXH) {
+            kvc__attn_job *job = &jobs[nj++];
+            const size_t qh = (size_t)h * r + h0; /* first query head of the job */
+            job->q = q + qh * d;
+            job->k = (const char *)k + (size_t)h * L->head_stride * esz;
+            job->v = (const char *)v + (size_t)h * L->head_stride * esz;
+            job->out = out + qh * d;
+            job->weights = weights ? weights + qh * weights_stride : NULL;
+            job->wstride = weights_stride;
+            job->row_stride = L->row_stride;
+            job->r = r - h0 < MAXH ? r - h0 : MAXH;
+            job->d = d;
+            job->n = L->n_keys;
+            job->scale = scale;
+            job->dtype = L->dtype;
+            if (nj == batch) {
+                fn(jobs, nj);
+                nj = 0;
+            }
+        }
+    if (nj) fn(jobs, nj);
     return KVC_OK;
 }
 

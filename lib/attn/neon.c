@@ -2,14 +2,10 @@
  * dispatcher selects it at compile time). f16 is widened with vcvt, bf16 by
  * a 16-bit left shift into the top half of each f32 lane (exact).
  *
- * Same plan as the x86 kernels (see avx512.c), sized for 32 Q registers of
- * 4 floats:
- *  - keys by tiles of TILE rows, one memory pass per tile shared by every
- *    query head of the group;
+ * The inner blocks of the shared driver (attn/driver.h, which has the plan),
+ * sized for 32 Q registers of 4 floats:
  *  - QK: 16 dot products at a time (4 heads x 4 keys, 2 x 8 or 1 x 16), each
  *    group of 4 folded by two pairwise adds into one vector of 4 logits;
- *  - online softmax per head (running max and sum); raw logits go to the
- *    weights row and are normalised in place at the end;
  *  - PV: 4 heads x 16 output floats (or 2 x 16, 1 x 16) accumulated in
  *    registers across the tile with by-element FMAs, then folded into out
  *    with the correction factor.
@@ -22,21 +18,9 @@
 
 #include "attn/attn.h"
 
-#define TILE 64
-#define MAXH 64
-
-/* The register blocks below are arrays indexed by compile-time loops: they
- * must be fully unrolled to live in registers (clang needs its own pragma). */
-#if defined(__clang__)
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("clang loop unroll(full)")
-#elif defined(__GNUC__)
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
-#else
-#define AI static inline
-#define UNROLL
-#endif
+#define VW 4
+#define QK_LANES 16
+#define QBUF 1
 
 AI float32x4_t widen(uint16x4_t h, kvc_dtype dt) {
     if (dt == KVC_DTYPE_F16) return vcvt_f32_f16(vreinterpret_f16_u16(h));
@@ -93,7 +77,7 @@ AI float32x4_t exp4(float32x4_t x) {
 }
 
 /* Logits of HB heads x KB keys (HB*KB = 16), scaled, into s[h*TILE + j ...]. */
-AI void qk_block(const float *q, uint32_t d, const char *const *kr, int HB, int KB, kvc_dtype dt, float scale,
+AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, int KB, kvc_dtype dt, float scale,
                  float *s, uint32_t j) {
     float32x4_t acc[16];
     UNROLL
@@ -128,69 +112,9 @@ AI void qk_block(const float *q, uint32_t d, const char *const *kr, int HB, int 
     }
 }
 
-/* QK for the tile: heads by 4, 2, 1; past the last key the row pointer
- * repeats it, and those logits are never read. The first pass also
- * prefetches the next tile's K rows (t_next of them). */
-AI void qk_tile(const float *q, uint32_t G, uint32_t d, const char *kt, size_t rs, uint32_t t, uint32_t t_next,
-                kvc_dtype dt, float scale, float *s) {
-    const char *kr[16];
-    const size_t rb = (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2);
-    const char *pf = t_next ? kt + (size_t)TILE * rs : kt;
-    uint32_t h = 0;
-    for (; h + 4 <= G; h += 4)
-        for (uint32_t j = 0; j < t; j += 4) {
-            UNROLL
-            for (int b = 0; b < 4; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 4 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block(q + (size_t)h * d, d, kr, 4, 4, dt, scale, s + (size_t)h * TILE, j);
-        }
-    if (G - h >= 2) {
-        for (uint32_t j = 0; j < t; j += 8) {
-            UNROLL
-            for (int b = 0; b < 8; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 8 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block(q + (size_t)h * d, d, kr, 2, 8, dt, scale, s + (size_t)h * TILE, j);
-        }
-        h += 2;
-    }
-    if (G - h == 1)
-        for (uint32_t j = 0; j < t; j += 16) {
-            UNROLL
-            for (int b = 0; b < 16; b++) kr[b] = kt + (size_t)(j + b < t ? j + b : t - 1) * rs;
-            if (h == 0)
-                for (uint32_t b = j; b < j + 16 && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-            qk_block(q + (size_t)h * d, d, kr, 1, 16, dt, scale, s + (size_t)h * TILE, j);
-        }
-}
-
-/* Online softmax step for one head (see avx512.c). */
-AI void softmax_tile(float *s, uint32_t t, float *m, float *l, float *corr, float *wrow) {
-    if (t < TILE) /* logits past t read as -inf, so their probability is 0 */
-        for (uint32_t j = t; j < TILE; j++) s[j] = -INFINITY;
-    if (wrow) memcpy(wrow, s, (size_t)t * sizeof(float));
-    float32x4_t vmax = vdupq_n_f32(-INFINITY);
-    UNROLL
-    for (int c = 0; c < TILE / 4; c++) vmax = vmaxq_f32(vmax, vld1q_f32(s + 4 * c));
-    float tmax = vmaxvq_f32(vmax);
-    float mnew = tmax > *m ? tmax : *m;
-    /* e^(m - mnew), 0 on the first tile (m = -inf); no libm call here */
-    *corr = vgetq_lane_f32(exp4(vdupq_n_f32(*m - mnew)), 0);
-    float32x4_t vm = vdupq_n_f32(mnew), sum = vdupq_n_f32(0.0f);
-    UNROLL
-    for (int c = 0; c < TILE / 4; c++) {
-        float32x4_t p = exp4(vsubq_f32(vld1q_f32(s + 4 * c), vm));
-        vst1q_f32(s + 4 * c, p);
-        sum = vaddq_f32(sum, p);
-    }
-    *l = *l * *corr + vaddvq_f32(sum);
-    *m = mnew;
-}
-
 /* out[h][off..off+16) = out*corr[h] + sum_j p[h][j] * V[j][off..] for HB
  * heads; `masked` handles the last, partial group of columns. */
-AI void pv_block(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d, bool masked,
+AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d, bool masked,
                  kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
     const size_t rb = (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2);
     float32x4_t acc[4][4];
@@ -237,84 +161,48 @@ AI void pv_block(const char *vt, size_t rs, uint32_t t, const float *p, int HB, 
     }
 }
 
-/* t_next: rows of the next tile to prefetch (only the first call does). */
-AI void pv_heads(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t d, kvc_dtype dt, float *out,
-                 const float *corr, uint32_t t_next) {
-    uint32_t off = 0;
-    for (; d - off >= 16; off += 16, t_next = 0) pv_block(vt, rs, t, p, HB, off, d, false, dt, out, corr, t_next);
-    if (off < d) pv_block(vt, rs, t, p, HB, off, d, true, dt, out, corr, t_next);
+/* ---- the driver's entry points */
+
+typedef float32x4_t vf;
+AI vf v_load(const float *p) { return vld1q_f32(p); }
+AI void v_store(float *p, vf x) { vst1q_f32(p, x); }
+AI vf v_set1(float x) { return vdupq_n_f32(x); }
+AI vf v_add(vf a, vf b) { return vaddq_f32(a, b); }
+AI vf v_sub(vf a, vf b) { return vsubq_f32(a, b); }
+AI vf v_mul(vf a, vf b) { return vmulq_f32(a, b); }
+AI vf v_max(vf a, vf b) { return vmaxq_f32(a, b); }
+AI float v_hmax(vf a) { return vmaxvq_f32(a); }
+AI float v_hsum(vf a) { return vaddvq_f32(a); }
+AI vf v_exp(vf x) { return exp4(x); }
+
+AI void q_prepare(int var, kvc_dtype dt, const float *q, uint32_t G, uint32_t d, float *qbuf) {
+    (void)var, (void)dt, (void)q, (void)G, (void)d, (void)qbuf; /* no variant needs another q form */
 }
 
-AI void pv_tile(const char *vt, size_t rs, uint32_t t, uint32_t t_next, const float *s, uint32_t G, uint32_t d,
-                kvc_dtype dt, float *out, const float *corr) {
-    uint32_t h = 0;
-    for (; h + 4 <= G; h += 4, t_next = 0)
-        pv_heads(vt, rs, t, s + (size_t)h * TILE, 4, d, dt, out + (size_t)h * d, corr + h, t_next);
-    if (G - h >= 2) {
-        pv_heads(vt, rs, t, s + (size_t)h * TILE, 2, d, dt, out + (size_t)h * d, corr + h, t_next);
-        h += 2;
-        t_next = 0;
-    }
-    if (G - h == 1) pv_heads(vt, rs, t, s + (size_t)h * TILE, 1, d, dt, out + (size_t)h * d, corr + h, t_next);
+AI void qk_block(int var, const float *q, const float *qbuf, uint32_t d, const char *const *kr, int HB, int KB,
+                 kvc_dtype dt, float scale, float *s, uint32_t j) {
+    (void)var, (void)qbuf;
+    qk_block_gen(q, d, kr, HB, KB, dt, scale, s, j);
 }
 
-/* out *= 1/l; weights (raw logits) -> exp(w - m) / l. */
-static void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float l) {
-    float inv = 1.0f / l;
-    uint32_t i = 0;
-    for (; d - i >= 4; i += 4) vst1q_f32(out + i, vmulq_n_f32(vld1q_f32(out + i), inv));
-    for (; i < d; i++) out[i] *= inv;
-    if (!w) return;
-    float32x4_t vm = vdupq_n_f32(m);
-    for (i = 0; n - i >= 4; i += 4) vst1q_f32(w + i, vmulq_n_f32(exp4(vsubq_f32(vld1q_f32(w + i), vm)), inv));
-    if (i < n) {
-        float buf[4] = {0, 0, 0, 0};
-        memcpy(buf, w + i, (n - i) * sizeof(float));
-        vst1q_f32(buf, vmulq_n_f32(exp4(vsubq_f32(vld1q_f32(buf), vm)), inv));
-        memcpy(w + i, buf, (n - i) * sizeof(float));
-    }
+AI uint32_t pv_cols(int var, int HB) {
+    (void)var, (void)HB;
+    return 16;
 }
 
-AI void run(const kvc__attn_job *job, kvc_dtype dt) {
-    const uint32_t d = job->d, n = job->n;
-    const size_t rs = job->row_stride * (dt == KVC_DTYPE_F32 ? 4 : 2);
-    float s[MAXH * TILE] __attribute__((aligned(16)));
-    float m[MAXH], l[MAXH], corr[MAXH];
-    for (uint32_t h0 = 0; h0 < job->r; h0 += MAXH) {
-        const uint32_t G = job->r - h0 < MAXH ? job->r - h0 : MAXH;
-        const float *q = job->q + (size_t)h0 * d;
-        float *out = job->out + (size_t)h0 * d;
-        float *w = job->weights ? job->weights + (size_t)h0 * job->wstride : NULL;
-        for (uint32_t h = 0; h < G; h++) {
-            m[h] = -INFINITY;
-            l[h] = 0.0f;
-        }
-        memset(out, 0, (size_t)G * d * sizeof(float));
-        for (uint32_t j0 = 0, t; j0 < n; j0 += t) { /* += t: never wraps past n */
-            t = n - j0 < TILE ? n - j0 : TILE;
-            const uint32_t rest = n - j0 - t, t_next = rest < TILE ? rest : TILE;
-            const char *kt = (const char *)job->k + (size_t)j0 * rs;
-            const char *vt = (const char *)job->v + (size_t)j0 * rs;
-            qk_tile(q, G, d, kt, rs, t, t_next, dt, job->scale, s);
-            for (uint32_t h = 0; h < G; h++)
-                softmax_tile(s + (size_t)h * TILE, t, &m[h], &l[h], &corr[h],
-                             w ? w + (size_t)h * job->wstride + j0 : NULL);
-            pv_tile(vt, rs, t, t_next, s, G, d, dt, out, corr);
-        }
-        for (uint32_t h = 0; h < G; h++)
-            finish(out + (size_t)h * d, d, w ? w + (size_t)h * job->wstride : NULL, n, m[h], l[h]);
-    }
+AI void pv_block(int var, const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
+                 bool masked, kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
+    (void)var;
+    pv_block_gen(vt, rs, t, p, HB, off, d, masked, dt, out, corr, t_next);
 }
 
-static void run_f32(const kvc__attn_job *job) { run(job, KVC_DTYPE_F32); }
-static void run_f16(const kvc__attn_job *job) { run(job, KVC_DTYPE_F16); }
-static void run_bf16(const kvc__attn_job *job) { run(job, KVC_DTYPE_BF16); }
+#include "attn/driver.h"
 
-void kvc__attn_neon(const kvc__attn_job *job) {
-    if (job->dtype == KVC_DTYPE_F16)
-        run_f16(job);
-    else if (job->dtype == KVC_DTYPE_BF16)
-        run_bf16(job);
+void kvc__attn_neon(const kvc__attn_job *jobs, uint32_t n) {
+    if (jobs[0].dtype == KVC_DTYPE_F16)
+        drive(jobs, n, KVC_DTYPE_F16, 0);
+    else if (jobs[0].dtype == KVC_DTYPE_BF16)
+        drive(jobs, n, KVC_DTYPE_BF16, 0);
     else
-        run_f32(job);
+        drive(jobs, n, KVC_DTYPE_F32, 0);
 }

@@ -8,7 +8,6 @@
 #include "attn/attn.h"
 #include "convert.h"
 
-#define TILE 64
 #define HEADS 8
 #define CHUNK 64 /* output columns summed per tile at a time */
 
@@ -81,6 +80,8 @@ static void heads(const kvc__attn_job *job, uint32_t h0, uint32_t nh) {
     }
 }
 
-void kvc__attn_scalar(const kvc__attn_job *job) {
-    for (uint32_t h0 = 0; h0 < job->r; h0 += HEADS) heads(job, h0, job->r - h0 < HEADS ? job->r - h0 : HEADS);
+void kvc__attn_scalar(const kvc__attn_job *jobs, uint32_t n) {
+    for (uint32_t x = 0; x < n; x++)
+        for (uint32_t h0 = 0; h0 < jobs[x].r; h0 += HEADS)
+            heads(&jobs[x], h0, jobs[x].r - h0 < HEADS ? jobs[x].r - h0 : HEADS);
 }
