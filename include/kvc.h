@@ -650,10 +650,11 @@ typedef struct kvc_attn_layout {
     uint32_t n_keys;     /**< Keys per kv head (>= 1). */
     kvc_dtype dtype;     /**< Element type of K and V. */
     size_t row_stride;   /**< Elements between consecutive keys of one head (>= head_dim). */
-    size_t head_stride;  /**< Elements between kv heads. With n_kv_heads > 1, at least
-                              (n_keys-1)*row_stride + head_dim, so that heads do not overlap
-                              (n_keys*row_stride for heads stored one after the other); ignored
-                              with one kv head. */
+    size_t head_stride;  /**< Elements between the first rows of consecutive kv heads: any value.
+                              n_keys*row_stride for heads stored one after the other
+                              (slot-major); head_dim with row_stride = n_kv_heads*head_dim
+                              for all heads of a token stored together (token-major, as
+                              llama.cpp does); 0 for one K/V shared by every head. */
     float scale;         /**< Logit scale; 0 means 1/sqrt(head_dim). */
 } kvc_attn_layout;
 
@@ -664,6 +665,12 @@ typedef struct kvc_attn_layout {
  * memory traffic is one read of K and V whatever the GQA ratio (up to 64
  * query heads per kv head with the SIMD kernels, 8 with the scalar one;
  * beyond that, one pass per such block).
+ *
+ * Layout: K and V are only read, so any strides are accepted as long as
+ * every offset can be addressed (::KVC_EOVERFLOW otherwise): heads stored
+ * one after the other, token-major rows (all kv heads of a token together),
+ * heads that overlap or share one K/V. Heads whose rows interleave are read
+ * tile by tile together, so a token-major cache is still one sequential pass.
  *
  * Numerics: f16 and bf16 are widened to f32 exactly and all arithmetic is
  * f32. The softmax is computed online (running max and sum), so no exp

@@ -165,10 +165,16 @@ typedef struct {
     kvc_dtype dt;
     uint32_t row_pad, head_pad, w_pad; /* extra elements between rows / heads / weight rows */
     uint32_t off;                      /* element offset from 64-byte alignment (all buffers) */
+    int layout;                        /* LAYOUT_*: where the heads' rows sit */
     float qscale;
     float scale; /* 0: default */
     int weights;
 } acase;
+
+/* Heads one after the other; all heads of a token together (rows of
+ * different heads interleaved, as llama.cpp stores them); one K/V shared by
+ * every kv head (head_stride 0). */
+enum { LAYOUT_SLOT_MAJOR = 0, LAYOUT_TOKEN_MAJOR = 1, LAYOUT_SHARED = 2 };
 
 typedef struct {
     kvc_attn_layout L;
@@ -204,10 +210,16 @@ static int buf_make(abuf *B, const acase *c) {
     L->head_dim = c->d;
     L->n_keys = c->n;
     L->dtype = c->dt;
-    L->row_stride = c->d + c->row_pad;
-    L->head_stride = (size_t)c->n * L->row_stride + c->head_pad;
+    if (c->layout == LAYOUT_TOKEN_MAJOR) { /* head_pad: between heads inside a token's row */
+        L->head_stride = (size_t)c->d + c->head_pad;
+        L->row_stride = L->head_stride * c->hkv + c->row_pad;
+    } else {
+        L->row_stride = c->d + c->row_pad;
+        L->head_stride = c->layout == LAYOUT_SHARED ? 0 : (size_t)c->n * L->row_stride + c->head_pad;
+    }
     L->scale = c->scale;
-    const size_t es = esize(c->dt), kv_n = L->head_stride * c->hkv;
+    const size_t es = esize(c->dt);
+    const size_t kv_n = (size_t)(c->hkv - 1) * L->head_stride + (size_t)(c->n - 1) * L->row_stride + c->d;
     B->q = aligned_off((size_t)L->n_q_heads * c->d * 4, c->off * 4, &B->mem[0]);
     B->k = aligned_off(kv_n * es, c->off * es, &B->mem[1]);
     B->v = aligned_off(kv_n * es, c->off * es, &B->mem[2]);
@@ -264,10 +276,10 @@ static int compare(const acase *c, const abuf *B, const reference *R, const char
             if (!is_sentinel(B->w - GUARD + g) || !is_sentinel(B->w + B->w_n + g)) bad++;
     if (bad)
         kvt_fail(__FILE__, __LINE__,
-                 "isa=%s dtype=%s d=%u n=%u r=%u hkv=%u off=%u pads=%u/%u/%u weights=%d: %d bad values "
+                 "isa=%s dtype=%s d=%u n=%u r=%u hkv=%u layout=%d off=%u pads=%u/%u/%u weights=%d: %d bad values "
                  "(worst error %.3g x tolerance)",
-                 isa, dt_name(c->dt), d, n, c->r, c->hkv, c->off, c->row_pad, c->head_pad, c->w_pad, c->weights,
-                 bad, worst);
+                 isa, dt_name(c->dt), d, n, c->r, c->hkv, c->layout, c->off, c->row_pad, c->head_pad, c->w_pad,
+                 c->weights, bad, worst);
     return bad;
 }
 
@@ -324,6 +336,7 @@ static void cross(kvc_dtype dt) {
             c.dt = dt;
             c.r = RS[(a + b + (unsigned)dt) % COUNT(RS)];
             c.hkv = 1 + (id + (unsigned)dt) % 2;
+            c.layout = c.hkv > 1 && id % 4 == 1 ? LAYOUT_TOKEN_MAJOR : LAYOUT_SLOT_MAJOR;
             static const uint32_t pads[] = {0, 1, 5, 16, 0, 3};
             c.row_pad = pads[id % 6];
             c.head_pad = pads[(id / 2) % 6] * 3;
@@ -365,6 +378,68 @@ TEST(attn_odd_group_sizes) {
             c.weights = 1;
             run_case(&c);
         }
+    isa_restore(saved);
+}
+
+/* Token-major K/V (all kv heads of a token in one row, as llama.cpp stores
+ * them, with and without padding between heads and after each token) and
+ * one K/V shared by every kv head: the kernels read interleaved heads tile
+ * by tile together (up to 8 per call; 12 heads make a second batch), and
+ * must match the reference like any other layout, through the head-range
+ * entry point too. */
+TEST(attn_interleaved_layouts) {
+    isa_saved saved = isa_save();
+    static const uint32_t hkvs[] = {2, 3, 8, 12};
+    unsigned id = 0;
+    for (int dt = 0; dt < 3; dt++)
+        for (size_t a = 0; a < COUNT(hkvs); a++)
+            for (int layout = LAYOUT_TOKEN_MAJOR; layout <= LAYOUT_SHARED; layout++, id++) {
+                acase c;
+                memset(&c, 0, sizeof c);
+                c.d = id % 3 == 0 ? 72 : id % 3 == 1 ? 128 : 32;
+                c.n = id % 2 ? 130 : 67;
+                c.r = 1 + id % 5;
+                c.hkv = hkvs[a];
+                c.dt = (kvc_dtype)dt;
+                c.layout = layout;
+                c.head_pad = id % 4 == 3 ? 8 : 0;
+                c.row_pad = id % 3 == 2 ? 5 : 0;
+                c.off = id % 4;
+                c.qscale = 4.0f;
+                c.weights = id % 2 == 0;
+                run_case(&c);
+            }
+    /* a head range of a token-major layout: only its heads, exactly as the full call */
+    acase c;
+    memset(&c, 0, sizeof c);
+    c.d = 64, c.n = 150, c.r = 2, c.hkv = 6, c.dt = KVC_DTYPE_F16, c.layout = LAYOUT_TOKEN_MAJOR, c.weights = 1;
+    c.qscale = 4.0f;
+    abuf B;
+    if (buf_make(&B, &c)) {
+        buf_free(&B);
+        REQUIRE(0);
+    }
+    float *full = malloc(B.out_n * 4), *wfull = malloc(B.w_n * 4);
+    REQUIRE(full && wfull);
+    for (size_t s = 0; s < COUNT(ISA_NAMES); s++) {
+        if (kvc_set_isa(ISA_NAMES[s]) != KVC_OK) continue;
+        CHECK_EQ(kvc_attention(&B.L, B.q, B.k, B.v, full, wfull, B.wstride), KVC_OK);
+        fill_sentinel(B.out - GUARD, B.out_n + 2 * GUARD);
+        fill_sentinel(B.w - GUARD, B.w_n + 2 * GUARD);
+        CHECK_EQ(kvc_attention_heads(&B.L, 1, 4, B.q, B.k, B.v, B.out, B.w, B.wstride), KVC_OK);
+        int wrong = 0;
+        for (uint32_t h = 0; h < 12; h++) {
+            const int in = h / 2 >= 1 && h / 2 < 4;
+            for (uint32_t i = 0; i < c.d; i++)
+                wrong += in ? B.out[h * c.d + i] != full[h * c.d + i] : !is_sentinel(B.out + h * c.d + i);
+            for (uint32_t j = 0; j < c.n; j++)
+                wrong += in ? B.w[h * B.wstride + j] != wfull[h * B.wstride + j] : !is_sentinel(B.w + h * B.wstride + j);
+        }
+        CHECKF(wrong == 0, "isa=%s: %d values differ from the full call", ISA_NAMES[s], wrong);
+    }
+    free(full);
+    free(wfull);
+    buf_free(&B);
     isa_restore(saved);
 }
 
@@ -680,9 +755,13 @@ TEST(attn_argument_errors) {
     CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_EINVAL);
     L = ok, L.row_stride = 3;
     CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_EINVAL);
-    L = ok, L.n_kv_heads = 2, L.head_stride = 14; /* heads would overlap: needs >= 3*4+4 */
-    CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_EINVAL);
-    L.head_stride = 16;
+    L = ok, L.n_kv_heads = 2, L.head_stride = 14; /* heads overlap: read-only, so fine */
+    CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_OK);
+    L.head_stride = 0; /* one K/V for both heads */
+    CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_OK);
+    L.head_stride = 4, L.row_stride = 8; /* token-major */
+    CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_OK);
+    L.head_stride = 16, L.row_stride = 4;
     CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_OK);
     L = ok, L.scale = -1.0f;
     CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_EINVAL);
