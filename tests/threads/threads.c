@@ -171,13 +171,22 @@ static void *half(void *arg) {
     return NULL;
 }
 
-/* Concurrent calls that fail (empty cache, bad range, NaN query) must not race either. */
+/* Concurrent calls that fail (empty cache, bad range, NaN query) must not
+ * race either. The calls that succeed (second round) use each thread's own
+ * kv head: only disjoint ranges may run at once (same-range calls write the
+ * same weights rows). */
+typedef struct {
+    kvc_cache *c;
+    uint32_t head;
+} failing_job;
+
 static void *failing_heads(void *arg) {
-    kvc_cache *c = arg;
+    const failing_job *j = arg;
+    kvc_cache *c = j->c;
     static const float q[HQ * HD];
     float out[HQ * HD];
     for (int i = 0; i < 50; i++) {
-        int rc = kvc_cache_attend_heads(c, q, out, 0, 1);
+        int rc = kvc_cache_attend_heads(c, q, out, j->head, j->head + 1);
         if (rc != KVC_EEMPTY && rc != KVC_OK) return (void *)1;
         if (kvc_cache_attend_heads(c, q, out, 3, 2) != (rc == KVC_EEMPTY ? KVC_EEMPTY : KVC_ERANGE)) return (void *)1;
         if (kvc_cache_attend_heads(c, NULL, out, 0, 1) != KVC_EINVAL) return (void *)1;
@@ -198,7 +207,8 @@ static void failing_split_calls(void) {
         }
         pthread_t t[2];
         void *r[2];
-        for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, failing_heads, c);
+        failing_job jobs[2] = {{c, 0}, {c, 1}};
+        for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, failing_heads, &jobs[i]);
         for (int i = 0; i < 2; i++) pthread_join(t[i], &r[i]);
         EXPECT(!r[0] && !r[1], "concurrent failing attend_heads gave unexpected codes");
     }
