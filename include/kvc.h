@@ -53,12 +53,17 @@ extern "C" {
 #endif
 
 /** @cond KVC_INTERNAL */
+/* Decoration of every public declaration. Define KVC_API before including
+ * this header to override it (e.g. `-DKVC_API=` for a static-only build, or
+ * __declspec(dllimport) for a Windows DLL user). */
+#ifndef KVC_API
 #if defined(_WIN32) && defined(KVC_BUILD_SHARED)
 #define KVC_API __declspec(dllexport)
 #elif defined(__GNUC__) || defined(__clang__)
 #define KVC_API __attribute__((visibility("default")))
 #else
 #define KVC_API
+#endif
 #endif
 /** @endcond */
 
@@ -169,29 +174,50 @@ typedef enum kvc_scope {
     KVC_SCOPE_SHARED = 1 /**< One group for all heads (TOVA, StreamingLLM, llama.cpp cells). */
 } kvc_scope;
 
+/** Upper bound in ::KVC_OPTION_LIST that stands for the cache's capacity. */
+#define KVC_BOUND_CAPACITY (-1)
+
 /**
- * Cache options, set with kvc_cache_set() before the first append (or
- * kvc_cache_prepare()); afterwards a set fails with ::KVC_ESTATE.
- * Values are int64; ranges are checked when set and again, jointly, when
- * the cache freezes (sink + recent + chunk*block must leave room to evict).
+ * The single list of cache options: X(name, value, key, min, max, choices, doc).
+ * `key` is the option's name in spec strings (kvc_cache_apply_spec());
+ * `[min, max]` its range (::KVC_BOUND_CAPACITY: the cache's capacity);
+ * `choices` NULL, or the names of the values 0, 1, ... separated by '|',
+ * accepted in spec strings instead of the numbers.
+ *
+ * Options are set with kvc_cache_set() before the first append (or
+ * kvc_cache_prepare()); afterwards a set fails with ::KVC_ESTATE. Values are
+ * int64; ranges are checked when set and again, jointly, when the cache
+ * freezes (sink + recent + chunk*block must leave room to evict).
+ *
+ * | option | key | range | default |
+ * |--------|-----|-------|---------|
+ * | KVC_OPT_SCOPE        | scope        | head (0), shared (1) | the policy's (head, except `tova`: shared) |
+ * | KVC_OPT_SINK         | sink         | 0 .. capacity | the policy's |
+ * | KVC_OPT_RECENT       | recent       | 0 .. capacity | the policy's |
+ * | KVC_OPT_CHUNK        | chunk        | 1 .. capacity | the policy's (1 for most) |
+ * | KVC_OPT_BLOCK        | block        | 1 .. capacity, divides the capacity | 1 |
+ * | KVC_OPT_SEED         | seed         | any int64 | 0 |
+ * | KVC_OPT_QUERY_WINDOW | query_window | 1 .. 4096 | 64 |
  */
-typedef enum kvc_option {
-    /** ::kvc_scope. Default: the policy's (head scope, except `tova`: shared). */
-    KVC_OPT_SCOPE = 0,
-    /** The first `sink` tokens appended (since creation or reset, whatever their positions) are never
-        evicted (attention sinks). Default: the policy's. */
-    KVC_OPT_SINK = 1,
-    /** Most recent resident tokens never evicted. Default: the policy's. */
-    KVC_OPT_RECENT = 2,
-    /** Units evicted at once when a full group receives a token. Default: the policy's (1 for most). */
-    KVC_OPT_CHUNK = 3,
-    /** Tokens per eviction unit (aligned block of slots); must divide the capacity. Default 1. */
-    KVC_OPT_BLOCK = 4,
-    /** Seed of the cache's random generator. Default 0. */
-    KVC_OPT_SEED = 5,
-    /** Queries remembered for ::KVC_NEED_QUERY_WINDOW policies (STORE mode). Default 64. */
-    KVC_OPT_QUERY_WINDOW = 6
-} kvc_option;
+#define KVC_OPTION_LIST(X)                                                                                          \
+    X(KVC_OPT_SCOPE, 0, "scope", 0, 1, "head|shared", "::kvc_scope: what has its own budget.")                      \
+    X(KVC_OPT_SINK, 1, "sink", 0, KVC_BOUND_CAPACITY, NULL,                                                         \
+      "The first `sink` tokens appended (since creation or reset, whatever their positions) are never evicted.")    \
+    X(KVC_OPT_RECENT, 2, "recent", 0, KVC_BOUND_CAPACITY, NULL, "Most recent resident tokens never evicted.")       \
+    X(KVC_OPT_CHUNK, 3, "chunk", 1, KVC_BOUND_CAPACITY, NULL,                                                       \
+      "Units evicted at once when a full group receives a token.")                                                 \
+    X(KVC_OPT_BLOCK, 4, "block", 1, KVC_BOUND_CAPACITY, NULL,                                                       \
+      "Tokens per eviction unit (aligned block of slots); must divide the capacity.")                              \
+    X(KVC_OPT_SEED, 5, "seed", INT64_MIN, INT64_MAX, NULL, "Seed of the cache's random generator.")                 \
+    X(KVC_OPT_QUERY_WINDOW, 6, "query_window", 1, 4096, NULL,                                                       \
+      "Queries remembered for ::KVC_NEED_QUERY_WINDOW policies (STORE mode).")
+
+/** @cond KVC_INTERNAL */
+#define KVC__OPTION_ENUM(name, value, key, min, max, choices, doc) name = value,
+/** @endcond */
+
+/** Cache options; see ::KVC_OPTION_LIST for their keys, ranges and defaults. */
+typedef enum kvc_option { KVC_OPTION_LIST(KVC__OPTION_ENUM) KVC__OPTION_END } kvc_option;
 
 /**
  * Allocator used by one cache for all its memory. Copied at creation.

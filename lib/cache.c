@@ -9,8 +9,33 @@
 /* The prefix every policy must provide: everything up to and including `params`. */
 #define KVC__POLICY_MIN_SIZE (offsetof(kvc_policy, params) + sizeof(const kvc_param *))
 
-static const char *const option_names[KVC__N_OPTIONS] = {"scope", "sink", "recent", "chunk",
-                                                         "block", "seed", "query_window"};
+const char *kvc__option_name(kvc_option key) {
+    switch (key) {
+#define KVC__OPTION_NAME(name, value, key, min, max, choices, doc) \
+    case name:                                                    \
+        return key;
+        KVC_OPTION_LIST(KVC__OPTION_NAME)
+#undef KVC__OPTION_NAME
+    case KVC__OPTION_END:
+    default:
+        return "?";
+    }
+}
+
+void kvc__option_bounds(const kvc_cache *c, kvc_option key, int64_t *lo, int64_t *hi) {
+    switch (key) {
+#define KVC__OPTION_BOUNDS(name, value, key, min, max, choices, doc) \
+    case name:                                                      \
+        *lo = (min);                                                \
+        *hi = (max) == KVC_BOUND_CAPACITY ? (int64_t)c->cap : (max); \
+        return;
+        KVC_OPTION_LIST(KVC__OPTION_BOUNDS)
+#undef KVC__OPTION_BOUNDS
+    case KVC__OPTION_END:
+    default:
+        *lo = *hi = 0;
+    }
+}
 
 static int check_policy(const kvc_policy *p) {
     if (p->abi_version != KVC_POLICY_ABI) return KVC_EABI;
@@ -91,45 +116,21 @@ int kvc_cache_create(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, u
     return KVC_OK;
 }
 
-int kvc_cache_create_spec(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, uint32_t head_dim,
-                          uint32_t capacity, kvc_dtype dtype, kvc_mode mode, const char *spec,
-                          const kvc_allocator *alloc) {
-    if (!out) return KVC_EINVAL;
-    *out = NULL;
-    if (!spec) return KVC_EINVAL;
-    while (*spec == ' ' || *spec == '\t') spec++;
-    char name[32];
-    size_t n = 0;
-    while (spec[n] && spec[n] != ' ' && spec[n] != '\t') n++;
-    if (n == 0) return KVC_ESYNTAX;
-    if (n >= sizeof name || memchr(spec, '=', n)) return KVC_ESYNTAX;
-    memcpy(name, spec, n);
-    name[n] = 0;
-    const kvc_policy *p = kvc_policy_by_name(name);
-    if (!p) return KVC_EUNKNOWN;
-    kvc_cache *c;
-    int rc = kvc_cache_create(&c, n_kv_heads, n_q_heads, head_dim, capacity, dtype, mode, p, alloc);
-    if (rc) return rc;
-    rc = kvc_cache_apply_spec(c, spec + n);
-    if (rc) {
-        kvc_cache_destroy(c);
-        return rc;
-    }
-    *out = c;
-    return KVC_OK;
-}
-
-static void release(kvc_cache *c) {
-    if (c->pstate && c->pol.fini) c->pol.fini(c->pstate);
+/* The one teardown of what freezing built: the policy state (through `fini`
+ * when `run_fini`) and the cache memory. The cache is unfrozen afterwards, so
+ * the next append prepares it again. */
+static void teardown(kvc_cache *c, bool run_fini) {
+    if (run_fini && c->pstate && c->pol.fini) c->pol.fini(c->pstate);
     kvc__free(&c->al, c->pstate);
     kvc__free(&c->al, c->mem);
     c->pstate = NULL;
     c->mem = NULL;
+    c->frozen = false;
 }
 
 void kvc_cache_destroy(kvc_cache *c) {
     if (!c) return;
-    release(c);
+    teardown(c, true);
     kvc_allocator al = c->al;
     kvc__free(&al, c);
 }
@@ -139,22 +140,13 @@ int kvc_cache_set(kvc_cache *c, kvc_option key, int64_t value) {
     if ((unsigned)key >= KVC__N_OPTIONS) return kvc__fail(c, KVC_EUNKNOWN, "unknown option key %d", (int)key);
     if (c->frozen)
         return kvc__fail(c, KVC_ESTATE, "option '%s' set after the first append: set options before appending",
-                         option_names[key]);
-    int64_t lo = 0, hi = c->cap;
-    switch (key) {
-    case KVC_OPT_SCOPE: hi = KVC_SCOPE_SHARED; break;
-    case KVC_OPT_CHUNK: lo = 1; break;
-    case KVC_OPT_BLOCK:
-        lo = 1;
-        if (value >= 1 && value <= c->cap && c->cap % value)
-            return kvc__fail(c, KVC_ERANGE, "block=%lld does not divide capacity %u", (long long)value, c->cap);
-        break;
-    case KVC_OPT_SEED: lo = INT64_MIN; hi = INT64_MAX; break;
-    case KVC_OPT_QUERY_WINDOW: lo = 1; hi = 4096; break;
-    default: break;
-    }
+                         kvc__option_name(key));
+    int64_t lo, hi;
+    kvc__option_bounds(c, key, &lo, &hi);
+    if (key == KVC_OPT_BLOCK && value >= lo && value <= hi && c->cap % value)
+        return kvc__fail(c, KVC_ERANGE, "block=%lld does not divide capacity %u", (long long)value, c->cap);
     if (value < lo || value > hi)
-        return kvc__fail(c, KVC_ERANGE, "%s=%lld is outside [%lld, %lld]", option_names[key], (long long)value,
+        return kvc__fail(c, KVC_ERANGE, "%s=%lld is outside [%lld, %lld]", kvc__option_name(key), (long long)value,
                          (long long)lo, (long long)hi);
     c->opt[key] = value;
     return KVC_OK;
@@ -173,21 +165,6 @@ int kvc_cache_set_scale(kvc_cache *c, float scale) {
     if (!(scale > 0.0f) || isinf(scale)) return kvc__fail(c, KVC_ERANGE, "scale must be finite and > 0");
     c->scale = scale;
     return KVC_OK;
-}
-
-int kvc__option_by_name(const char *name, kvc_option *key) {
-    for (int i = 0; i < KVC__N_OPTIONS; i++)
-        if (strcmp(name, option_names[i]) == 0) {
-            *key = (kvc_option)i;
-            return KVC_OK;
-        }
-    return KVC_EUNKNOWN;
-}
-
-int kvc__param_index(const kvc_cache *c, const char *name) {
-    for (uint32_t i = 0; i < c->pol.n_params; i++)
-        if (strcmp(name, c->pol.params[i].name) == 0) return (int)i;
-    return -1;
 }
 
 int kvc_cache_set_param(kvc_cache *c, const char *name, double value) {
@@ -299,7 +276,7 @@ static void clear_state(kvc_cache *c) {
     kvc__rng_seed(&c->rng, (uint64_t)c->opt[KVC_OPT_SEED]);
 }
 
-static void fill_ctx(const kvc_cache *c, kvc_policy_ctx *ctx) {
+static void fill_ctx(kvc_cache *c, kvc_policy_ctx *ctx) {
     memset(ctx, 0, sizeof *ctx);
     ctx->n_groups = c->n_groups;
     ctx->capacity = c->cap;
@@ -310,7 +287,7 @@ static void fill_ctx(const kvc_cache *c, kvc_policy_ctx *ctx) {
     ctx->sink = c->sink;
     ctx->recent = c->recent;
     ctx->mode = c->mode;
-    ctx->rng = (kvc_rng *)&c->rng;
+    ctx->rng = &c->rng;
     ctx->params = c->params;
     ctx->user = c->pol.user;
 }
@@ -355,19 +332,16 @@ int kvc__prepare(kvc_cache *c) {
     }
     memset(ps, 0, ssize ? ssize : 1);
     c->mem = mem;
+    c->pstate = ps;
     clear_state(c);
     if (c->pol.init) {
         rc = c->pol.init(ps, &ctx);
         if (rc) {
-            if (c->pol.fini) c->pol.fini(ps);
-            kvc__free(&c->al, ps);
-            kvc__free(&c->al, mem);
-            c->mem = NULL;
+            teardown(c, true);
             rc = kvc__policy_status(rc, KVC_EINVAL);
             return kvc__fail(c, rc, "policy '%s' init failed: %s", c->pol.name, kvc_strerror(rc));
         }
     }
-    c->pstate = ps;
     c->frozen = true;
     c->err[0] = 0;
     return KVC_OK;
@@ -396,12 +370,9 @@ int kvc_cache_reset(kvc_cache *c) {
     if (c->pol.init) {
         int rc = c->pol.init(c->pstate, &ctx);
         if (rc) {
-            /* the state is unusable: unfreeze so the next append re-initialises */
-            kvc__free(&c->al, c->pstate);
-            kvc__free(&c->al, c->mem);
-            c->pstate = NULL;
-            c->mem = NULL;
-            c->frozen = false;
+            /* the state is unusable: unfreeze so the next append re-initialises
+             * (as before, without fini on the state whose init failed) */
+            teardown(c, false);
             return kvc__fail(c, kvc__policy_status(rc, KVC_EINVAL), "policy '%s' init failed on reset",
                              c->pol.name);
         }

@@ -6,8 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "convert.h"
-
 bool kvc__protected(const kvc_cache *c, uint32_t g, uint32_t s) {
     uint64_t seq = c->seq[(size_t)g * c->cap + s];
     return seq < c->sink || seq + c->recent >= c->appended;
@@ -160,23 +158,6 @@ static int choose(kvc_cache *c, uint32_t g, uint32_t *victims) {
     return KVC_OK;
 }
 
-/* Move the resident of slot `from` to `to` within group g (STORE mode). */
-static void move_slot(kvc_cache *c, uint32_t g, uint32_t from, uint32_t to) {
-    size_t gi = (size_t)g * c->cap;
-    c->pos[gi + to] = c->pos[gi + from];
-    c->seq[gi + to] = c->seq[gi + from];
-    c->pos[gi + from] = -1;
-    c->seq[gi + from] = 0;
-    uint32_t h0 = c->n_groups == 1 ? 0 : g, h1 = c->n_groups == 1 ? c->n_kv : g + 1;
-    size_t row = (size_t)c->row_stride * c->esize;
-    for (uint32_t h = h0; h < h1; h++) {
-        size_t base = (size_t)h * c->head_stride * c->esize;
-        memcpy((char *)c->k + base + to * row, (char *)c->k + base + from * row, row);
-        memcpy((char *)c->v + base + to * row, (char *)c->v + base + from * row, row);
-    }
-    if (c->pol.on_move) c->pol.on_move(c->pstate, g, from, to);
-}
-
 static void sort_desc(uint32_t *a, uint32_t n) {
     for (uint32_t i = 1; i < n; i++) {
         uint32_t x = a[i], j = i;
@@ -205,103 +186,23 @@ int kvc__make_room(kvc_cache *c, int64_t *evicted) {
             return rc;
         }
     }
-    /* all groups validated: apply */
+    /* all groups validated: apply. Descending slot order lets STORE mode
+     * swap-remove without ever moving a victim still to come, so every
+     * victim's position is still in place when read here. */
     uint32_t B = c->block;
     for (uint32_t g = 0; g < c->n_groups; g++) {
         uint32_t *vict = c->victims + (size_t)g * c->chunk;
-        size_t gi = (size_t)g * c->cap;
         sort_desc(vict, c->chunk);
-        uint32_t len = c->len, e = 0;
-        for (uint32_t i = 0; i < c->chunk; i++) {
-            uint32_t s0 = vict[i];
-            for (uint32_t j = 0; j < B; j++)
-                if (evicted) evicted[(size_t)g * max_ev + e++] = c->pos[gi + s0 + j];
-            if (c->mode == KVC_MODE_STORE) {
-                /* descending order: the last unit is never a victim still to come */
-                uint32_t last = len - B;
-                for (uint32_t j = 0; j < B; j++) {
-                    if (s0 != last)
-                        move_slot(c, g, last + j, s0 + j);
-                    else {
-                        c->pos[gi + s0 + j] = -1;
-                        c->seq[gi + s0 + j] = 0;
-                    }
-                }
-                len -= B;
-            } else {
-                for (uint32_t j = 0; j < B; j++) {
-                    uint32_t s = s0 + j;
-                    c->pos[gi + s] = -1;
-                    c->seq[gi + s] = 0;
-                    c->freemap[(size_t)g * c->words + s / 64] |= 1ull << (s % 64);
-                }
-            }
-        }
+        if (evicted)
+            for (uint32_t i = 0, e = 0; i < c->chunk; i++)
+                for (uint32_t j = 0; j < B; j++)
+                    evicted[(size_t)g * max_ev + e++] = c->pos[(size_t)g * c->cap + vict[i] + j];
+        if (c->mode == KVC_MODE_STORE)
+            kvc__store_evict(c, g, vict, c->chunk);
+        else
+            kvc__index_evict(c, g, vict, c->chunk);
     }
     c->len -= c->chunk * B;
     c->stats.evictions += (uint64_t)c->n_groups * c->chunk * B;
     return KVC_OK;
-}
-
-/* Window scores (VaSE): for each recent query and each query head of the group,
- * softmax (T=1, the cache's scale) over the candidate units' slots; mean over
- * queries and heads; summed per unit. Renormalising over candidates is the
- * same as a softmax restricted to them. Queries are taken KVC__WBLOCK at a
- * time, transposed, so each key row is converted to f32 once per block and
- * the block's dot products run side by side (a loop the compiler vectorises
- * without reordering any sum). */
-static void dots(const float *restrict qt, const float *restrict k, uint32_t d, float *restrict out) {
-    float acc[KVC__WBLOCK] = {0};
-    for (uint32_t t = 0; t < d; t++)
-        for (uint32_t r = 0; r < KVC__WBLOCK; r++) acc[r] += qt[(size_t)t * KVC__WBLOCK + r] * k[t];
-    memcpy(out, acc, sizeof acc);
-}
-
-static const float *key_f32(const kvc_cache *c, const char *row, float *buf) {
-    if (c->dtype == KVC_DTYPE_F32) return (const float *)(const void *)row;
-    const uint16_t *kr = (const uint16_t *)(const void *)row;
-    for (uint32_t t = 0; t < c->d; t++)
-        buf[t] = c->dtype == KVC_DTYPE_F16 ? kvc__f16_to_f32(kr[t]) : kvc__bf16_to_f32(kr[t]);
-    return buf;
-}
-
-void kvc__window_scores(kvc_cache *c, uint32_t g, const uint32_t *units, uint32_t n_units, float *out) {
-    uint32_t B = c->block, d = c->d, cap = c->cap;
-    uint32_t h0 = c->n_groups == 1 ? 0 : g * c->qpg, h1 = h0 + c->qpg;
-    uint32_t ratio = c->n_q / c->n_kv;
-    for (uint32_t i = 0; i < n_units; i++) out[i] = 0.0f;
-    uint32_t rows = 0;
-    for (uint32_t h = h0; h < h1; h++) {
-        const char *kb = (const char *)c->k + (size_t)(h / ratio) * c->head_stride * c->esize;
-        for (uint32_t qb = 0; qb < c->qring_n; qb += KVC__WBLOCK) {
-            uint32_t nb = c->qring_n - qb < KVC__WBLOCK ? c->qring_n - qb : KVC__WBLOCK;
-            for (uint32_t r = 0; r < KVC__WBLOCK; r++)
-                for (uint32_t t = 0; t < d; t++)
-                    c->wqt[(size_t)t * KVC__WBLOCK + r] = r < nb ? c->qring[((size_t)(qb + r) * c->n_q + h) * d + t] : 0.0f;
-            size_t m = 0;
-            float acc[KVC__WBLOCK];
-            for (uint32_t u = 0; u < n_units; u++)
-                for (uint32_t j = 0; j < B; j++, m++) {
-                    const float *kr = key_f32(c, kb + (size_t)(units[u] + j) * c->row_stride * c->esize, c->krow);
-                    dots(c->wqt, kr, d, acc);
-                    for (uint32_t r = 0; r < nb; r++) c->wlogit[(size_t)r * cap + m] = acc[r] * c->scale;
-                }
-            for (uint32_t r = 0; r < nb; r++) {
-                float *logit = c->wlogit + (size_t)r * cap, mx = -INFINITY;
-                for (size_t t = 0; t < m; t++) mx = logit[t] > mx ? logit[t] : mx;
-                double sum = 0.0;
-                for (size_t t = 0; t < m; t++) {
-                    logit[t] = expf(logit[t] - mx);
-                    sum += logit[t];
-                }
-                float inv = (float)(1.0 / sum);
-                size_t t = 0;
-                for (uint32_t u = 0; u < n_units; u++)
-                    for (uint32_t j = 0; j < B; j++, t++) out[u] += logit[t] * inv;
-            }
-            rows += nb;
-        }
-    }
-    if (rows)
-        for (uint32_t i = 0; i < n_units; i++) out[i] /= (float)rows;
 }

@@ -6,9 +6,10 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 
 #define KVC__MAX_PARAMS 16
-#define KVC__N_OPTIONS 7
+#define KVC__N_OPTIONS ((int)KVC__OPTION_END)
 #define KVC__ALIGN 64
 #define KVC__WBLOCK 16 /* recent queries scored per pass over the keys */
 
@@ -86,18 +87,37 @@ int kvc__fail(kvc_cache *c, int status, const char *fmt, ...)
  * ours (negative and listed), else `fallback`, so callers never see a stray value. */
 int kvc__policy_status(int rc, int fallback);
 int kvc__prepare(kvc_cache *c);
-/* Make room for one token in every group when full. `evicted` may be NULL. */
-int kvc__make_room(kvc_cache *c, int64_t *evicted);
-/* Fill a kvc_token for group g from the token's K/V (NULL allowed when not needed). */
-void kvc__token_stats(const kvc_cache *c, uint32_t g, const float *k, const float *v, kvc_token *tok);
+
+/* Options (the KVC_OPTION_LIST table): spec key and range of one option. */
+const char *kvc__option_name(kvc_option key);
+void kvc__option_bounds(const kvc_cache *c, kvc_option key, int64_t *lo, int64_t *hi);
+/* Index of the policy parameter called `name`, or -1. */
+static inline int kvc__param_index(const kvc_cache *c, const char *name) {
+    for (uint32_t i = 0; i < c->pol.n_params; i++)
+        if (strcmp(name, c->pol.params[i].name) == 0) return (int)i;
+    return -1;
+}
+
+/* A new token, in either mode: validate it (k/v may be NULL when not stored),
+ * and record it in slot `slot` of group g, telling the policy. */
+int kvc__check_token(kvc_cache *c, int64_t pos, const float *k, const float *v, bool need_kv);
+void kvc__insert(kvc_cache *c, uint32_t g, uint32_t slot, int64_t pos, const float *k, const float *v);
 int kvc__check_finite(const float *x, size_t n);
+
+/* Eviction (evict.c): when full, choose and validate every group's victims,
+ * then free them through the mode's side below. `evicted` may be NULL. */
+int kvc__make_room(kvc_cache *c, int64_t *evicted);
 /* Is the resident in slot s of group g protected from eviction? */
 bool kvc__protected(const kvc_cache *c, uint32_t g, uint32_t s);
-/* Scores of candidate units from the query window (STORE mode). */
+/* Free the victim units (descending slot order) of group g. STORE: swap-remove,
+ * moving the last residents' K/V into the holes; INDEX: mark the slots free. */
+void kvc__store_evict(kvc_cache *c, uint32_t g, const uint32_t *victims, uint32_t n);
+void kvc__index_evict(kvc_cache *c, uint32_t g, const uint32_t *victims, uint32_t n);
+
+/* STORE mode's query window (window.c): remember a query; scores of candidate
+ * units from the remembered queries. */
+void kvc__window_push(kvc_cache *c, const float *q);
 void kvc__window_scores(kvc_cache *c, uint32_t g, const uint32_t *units, uint32_t n_units, float *out);
-/* Lookup of option and parameter names used by the spec parser. */
-int kvc__option_by_name(const char *name, kvc_option *key);
-int kvc__param_index(const kvc_cache *c, const char *name);
 
 /* Attention kernel entry (validated arguments). */
 int kvc__attention_heads(const kvc_attn_layout *L, uint32_t kv_begin, uint32_t kv_end, const float *q,

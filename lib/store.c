@@ -7,48 +7,6 @@
 
 #include "convert.h"
 
-int kvc__check_finite(const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) return KVC_ENONFINITE;
-    return KVC_OK;
-}
-
-static void head_stats(const float *k, const float *v, uint32_t d, uint32_t needs, float st[3]) {
-    if (needs & KVC_NEED_KEY_STATS) {
-        double ss = 0.0;
-        for (uint32_t i = 0; i < d; i++) ss += (double)k[i] * k[i];
-        st[0] = (float)sqrt(ss);
-    }
-    if (needs & KVC_NEED_VALUE_STATS) {
-        float lo = v[0], hi = v[0];
-        double l1 = 0.0;
-        for (uint32_t i = 0; i < d; i++) {
-            lo = v[i] < lo ? v[i] : lo;
-            hi = v[i] > hi ? v[i] : hi;
-            l1 += fabs((double)v[i]);
-        }
-        st[1] = hi - lo;
-        st[2] = (float)l1;
-    }
-}
-
-void kvc__token_stats(const kvc_cache *c, uint32_t g, const float *k, const float *v, kvc_token *tok) {
-    uint32_t needs = c->pol.needs & (KVC_NEED_KEY_STATS | KVC_NEED_VALUE_STATS);
-    tok->key_norm = tok->value_range = tok->value_l1 = 0.0f;
-    if (!needs || !k || !v) return;
-    uint32_t h0 = c->n_groups == 1 ? 0 : g, h1 = c->n_groups == 1 ? c->n_kv : g + 1;
-    float sum[3] = {0, 0, 0};
-    for (uint32_t h = h0; h < h1; h++) {
-        float st[3] = {0, 0, 0};
-        head_stats(k + (size_t)h * c->d, v + (size_t)h * c->d, c->d, needs, st);
-        for (int i = 0; i < 3; i++) sum[i] += st[i];
-    }
-    float inv = 1.0f / (float)(h1 - h0);
-    tok->key_norm = sum[0] * inv;
-    tok->value_range = sum[1] * inv;
-    tok->value_l1 = sum[2] * inv;
-}
-
 static void store_row(kvc_cache *c, void *base, uint32_t h, uint32_t slot, const float *x) {
     char *row = (char *)base + ((size_t)h * c->head_stride + (size_t)slot * c->row_stride) * c->esize;
     if (c->dtype == KVC_DTYPE_F32) {
@@ -60,48 +18,11 @@ static void store_row(kvc_cache *c, void *base, uint32_t h, uint32_t slot, const
     }
 }
 
-static int check_token(kvc_cache *c, int64_t pos, const float *k, const float *v, bool need_kv) {
-    if (need_kv && (!k || !v)) return kvc__fail(c, KVC_EINVAL, "k and v must not be NULL");
-    if (pos < 0) return kvc__fail(c, KVC_EINVAL, "position %lld is negative", (long long)pos);
-    if (pos <= c->last_pos)
-        return kvc__fail(c, KVC_EORDER, "position %lld is not greater than the previous position %lld",
-                         (long long)pos, (long long)c->last_pos);
-    size_t n = (size_t)c->n_kv * c->d;
-    if (k && kvc__check_finite(k, n)) return kvc__fail(c, KVC_ENONFINITE, "NaN or Inf in k at position %lld", (long long)pos);
-    if (v && kvc__check_finite(v, n)) return kvc__fail(c, KVC_ENONFINITE, "NaN or Inf in v at position %lld", (long long)pos);
-    if (need_kv && c->dtype != KVC_DTYPE_F32) {
-        /* a finite value that rounds to Inf in 16 bits would poison every score of its head */
-        float lim = c->dtype == KVC_DTYPE_F16 ? 65520.0f : 0x1.ffp+127f;
-        for (size_t i = 0; i < 2 * n; i++) {
-            float x = i < n ? k[i] : v[i - n];
-            if (!(fabsf(x) < lim))
-                return kvc__fail(c, KVC_ERANGE, "%s[%zu] = %g overflows the %s storage type (position %lld)",
-                                 i < n ? "k" : "v", i % n, (double)x, c->dtype == KVC_DTYPE_F16 ? "f16" : "bf16",
-                                 (long long)pos);
-        }
-    }
-    return KVC_OK;
-}
-
-/* Record the token in slot `slot` of group g and tell the policy. */
-static void insert(kvc_cache *c, uint32_t g, uint32_t slot, int64_t pos, const float *k, const float *v) {
-    size_t gi = (size_t)g * c->cap;
-    c->pos[gi + slot] = pos;
-    c->seq[gi + slot] = c->appended;
-    if (c->pol.on_insert) {
-        kvc_token tok;
-        tok.pos = pos;
-        tok.seq = c->appended;
-        kvc__token_stats(c, g, k, v, &tok);
-        c->pol.on_insert(c->pstate, g, slot, &tok);
-    }
-}
-
 int kvc_cache_append(kvc_cache *c, int64_t pos, const float *k, const float *v) {
     if (!c) return KVC_EINVAL;
     if (c->mode != KVC_MODE_STORE)
         return kvc__fail(c, KVC_EMODE, "append needs a STORE-mode cache; INDEX mode uses kvc_cache_reserve");
-    int rc = check_token(c, pos, k, v, true);
+    int rc = kvc__check_token(c, pos, k, v, true);
     if (rc) return rc;
     if ((rc = kvc__prepare(c))) return rc;
     if ((rc = kvc__make_room(c, NULL))) return rc;
@@ -110,7 +31,7 @@ int kvc_cache_append(kvc_cache *c, int64_t pos, const float *k, const float *v) 
         store_row(c, c->k, h, slot, k + (size_t)h * c->d);
         store_row(c, c->v, h, slot, v + (size_t)h * c->d);
     }
-    for (uint32_t g = 0; g < c->n_groups; g++) insert(c, g, slot, pos, k, v);
+    for (uint32_t g = 0; g < c->n_groups; g++) kvc__insert(c, g, slot, pos, k, v);
     c->len++;
     c->appended++;
     c->last_pos = pos;
@@ -197,12 +118,7 @@ static void group_mass(float *restrict mass, const float *restrict w, size_t str
 
 /* What attend_finish does once the policy has had the weights. */
 static void attend_done(kvc_cache *c, const float *q) {
-    if (c->qring) {
-        size_t qn = (size_t)c->n_q * c->d;
-        memcpy(c->qring + (size_t)c->qring_head * qn, q, qn * sizeof *q);
-        c->qring_head = (c->qring_head + 1) % c->qwin;
-        if (c->qring_n < c->qwin) c->qring_n++;
-    }
+    kvc__window_push(c, q);
     c->stats.attends++;
 }
 
@@ -275,84 +191,37 @@ int kvc_cache_read(const kvc_cache *c, uint32_t kv_head, uint32_t slot, float *k
     return KVC_OK;
 }
 
-/* ---------------------------------------------------------------- INDEX mode */
+/* Move the resident of slot `from` to `to` within group g (STORE mode). */
+static void move_slot(kvc_cache *c, uint32_t g, uint32_t from, uint32_t to) {
+    size_t gi = (size_t)g * c->cap;
+    c->pos[gi + to] = c->pos[gi + from];
+    c->seq[gi + to] = c->seq[gi + from];
+    c->pos[gi + from] = -1;
+    c->seq[gi + from] = 0;
+    uint32_t h0 = c->n_groups == 1 ? 0 : g, h1 = c->n_groups == 1 ? c->n_kv : g + 1;
+    size_t row = (size_t)c->row_stride * c->esize;
+    for (uint32_t h = h0; h < h1; h++) {
+        size_t base = (size_t)h * c->head_stride * c->esize;
+        memcpy((char *)c->k + base + to * row, (char *)c->k + base + from * row, row);
+        memcpy((char *)c->v + base + to * row, (char *)c->v + base + from * row, row);
+    }
+    if (c->pol.on_move) c->pol.on_move(c->pstate, g, from, to);
+}
 
-static uint32_t take_free(kvc_cache *c, uint32_t g) {
-    uint64_t *w = c->freemap + (size_t)g * c->words;
-    for (uint32_t i = 0; i < c->words; i++)
-        if (w[i]) {
-            uint64_t x = w[i];
-            uint32_t b = 0;
-            while (!(x & 1)) {
-                x >>= 1;
-                b++;
+void kvc__store_evict(kvc_cache *c, uint32_t g, const uint32_t *victims, uint32_t n) {
+    size_t gi = (size_t)g * c->cap;
+    uint32_t B = c->block, len = c->len;
+    for (uint32_t i = 0; i < n; i++) {
+        /* descending order: the last unit is never a victim still to come */
+        uint32_t s0 = victims[i], last = len - B;
+        for (uint32_t j = 0; j < B; j++) {
+            if (s0 != last)
+                move_slot(c, g, last + j, s0 + j);
+            else {
+                c->pos[gi + s0 + j] = -1;
+                c->seq[gi + s0 + j] = 0;
             }
-            w[i] &= w[i] - 1;
-            return i * 64 + b;
         }
-    return UINT32_MAX; /* unreachable: make_room guarantees a free slot */
-}
-
-static void flush_observations(kvc_cache *c) {
-    bool any = false;
-    for (uint32_t g = 0; g < c->n_groups; g++) {
-        uint32_t calls = c->obs_calls[g];
-        if (!calls) continue;
-        any = true;
-        float *o = c->obs + (size_t)g * c->cap;
-        float inv = 1.0f / (float)calls;
-        for (uint32_t s = 0; s < c->cap; s++) o[s] *= inv;
-        if (c->pol.on_attend) c->pol.on_attend(c->pstate, g, o, c->cap);
-        memset(o, 0, c->cap * sizeof *o);
-        c->obs_calls[g] = 0;
+        len -= B;
     }
-    if (any) c->stats.attends++;
-}
-
-int kvc_cache_reserve(kvc_cache *c, int64_t pos, const float *k, const float *v, uint32_t *slots,
-                      int64_t *evicted) {
-    if (!c) return KVC_EINVAL;
-    if (c->mode != KVC_MODE_INDEX)
-        return kvc__fail(c, KVC_EMODE, "reserve needs an INDEX-mode cache; STORE mode uses kvc_cache_append");
-    if (!slots) return kvc__fail(c, KVC_EINVAL, "slots must not be NULL");
-    bool stats = (c->pol.needs & (KVC_NEED_KEY_STATS | KVC_NEED_VALUE_STATS)) != 0;
-    if (stats && (!k || !v))
-        return kvc__fail(c, KVC_EINVAL, "policy '%s' needs key/value statistics: pass k and v to reserve",
-                         c->pol.name);
-    int rc = check_token(c, pos, stats ? k : NULL, stats ? v : NULL, false);
-    if (rc) return rc;
-    if ((rc = kvc__prepare(c))) return rc;
-    /* fail a policy that never evicts before the pending observations are consumed */
-    if (c->len >= c->cap && !c->pol.select && !c->pol.score) return kvc__make_room(c, evicted);
-    flush_observations(c);
-    if ((rc = kvc__make_room(c, evicted))) return rc;
-    for (uint32_t g = 0; g < c->n_groups; g++) {
-        slots[g] = take_free(c, g);
-        insert(c, g, slots[g], pos, stats ? k : NULL, stats ? v : NULL);
-    }
-    c->len++;
-    c->appended++;
-    c->last_pos = pos;
-    c->stats.appends++;
-    return KVC_OK;
-}
-
-int kvc_cache_observe(kvc_cache *c, uint32_t group, const float *mass, uint32_t n) {
-    if (!c) return KVC_EINVAL;
-    if (c->mode != KVC_MODE_INDEX)
-        return kvc__fail(c, KVC_EMODE, "observe needs an INDEX-mode cache; STORE mode feeds attend's weights");
-    if (!mass) return kvc__fail(c, KVC_EINVAL, "mass must not be NULL");
-    if (group >= kvc_cache_groups(c) || n > c->cap)
-        return kvc__fail(c, KVC_ERANGE, "observe(group %u, n %u): groups %u, capacity %u", group, n,
-                         kvc_cache_groups(c), c->cap);
-    for (uint32_t s = 0; s < n; s++)
-        if (!(mass[s] >= 0.0f) || isinf(mass[s]))
-            return kvc__fail(c, KVC_ENONFINITE, "mass[%u] = %g: must be finite and >= 0", s, (double)mass[s]);
-    if (!c->frozen) return KVC_OK; /* nothing resident yet: nothing to credit */
-    float *o = c->obs + (size_t)group * c->cap;
-    const int64_t *p = c->pos + (size_t)group * c->cap;
-    for (uint32_t s = 0; s < n; s++)
-        if (p[s] >= 0) o[s] += mass[s];
-    c->obs_calls[group]++;
-    return KVC_OK;
 }
