@@ -2,16 +2,16 @@
 # evaluation of every policy against the full cache.
 LLAMA_DIR  := $(BUILD)/examples/llama
 LLAMA_BINS := $(LLAMA_DIR)/llama $(LLAMA_DIR)/eval
-LLAMA_HDRS := examples/llama/model.h include/kvc.h
+LLAMA_OBJ  := $(BUILD)/obj/examples/llama
 
-$(LLAMA_DIR)/%.o: examples/llama/%.c $(LLAMA_HDRS)
+$(LLAMA_OBJ)/%.o: OBJ_FLAGS = $(TEST_CFLAGS) -Iexamples/llama
+
+$(LLAMA_DIR)/llama: $(LLAMA_OBJ)/run.o $(LLAMA_OBJ)/model.o $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -Iexamples/llama $(CFLAGS) -c $< -o $@
-
-$(LLAMA_DIR)/llama: $(LLAMA_DIR)/run.o $(LLAMA_DIR)/model.o $(STATIC)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
 
-$(LLAMA_DIR)/eval: $(LLAMA_DIR)/eval.o $(LLAMA_DIR)/model.o $(STATIC)
+$(LLAMA_DIR)/eval: $(LLAMA_OBJ)/eval.o $(LLAMA_OBJ)/model.o $(STATIC)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ -lm
 
 .PHONY: llama quality

@@ -1,12 +1,9 @@
 # examples/pointer_chase: the pointer-chasing lab (docs/pointer_chase.md).
-PC_DIR  := $(BUILD)/examples/pointer_chase.d
 PC_BIN  := $(BUILD)/examples/pointer_chase
 PC_SRCS := $(wildcard examples/pointer_chase/*.c)
-PC_OBJS := $(PC_SRCS:examples/pointer_chase/%.c=$(PC_DIR)/%.o)
+PC_OBJS := $(PC_SRCS:%.c=$(BUILD)/obj/%.o)
 
-$(PC_DIR)/%.o: examples/pointer_chase/%.c $(wildcard examples/pointer_chase/*.h) include/kvc.h
-	@mkdir -p $(dir $@)
-	$(CC) -std=c11 $(WARN) -Iinclude $(CFLAGS) -c $< -o $@
+$(PC_OBJS): OBJ_FLAGS = -std=c11 $(WARN) -Iinclude
 
 $(PC_BIN): $(PC_OBJS) $(STATIC)
 	@mkdir -p $(dir $@)

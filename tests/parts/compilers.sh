@@ -1,5 +1,5 @@
 #!/bin/sh
-# The build is warning-free (-Werror is on) with both gcc and clang: the
+# The build is warning-free (WERROR=1: -Werror) with both gcc and clang: the
 # library, the unit tests and the examples, each compiler in its own build
 # dir ($BUILD/gcc, $BUILD/clang) so the main build is left alone.
 BUILD=${BUILD:-build}
@@ -14,7 +14,7 @@ for cc in gcc clang; do
     log=$BUILD/$cc/build.log
     mkdir -p "$BUILD/$cc"
     # -O2 as the default build (some warnings need the optimiser); no -g: not needed here
-    if make --no-print-directory -j2 CC=$cc CFLAGS=-O2 BUILD="$BUILD/$cc" OUT="$BUILD/$cc/lib" \
+    if make --no-print-directory -j2 CC=$cc CFLAGS=-O2 WERROR=1 BUILD="$BUILD/$cc" OUT="$BUILD/$cc/lib" \
         all tests examples integration custom_policy >"$log" 2>&1; then
         # compiler and linker warnings; not make's own (e.g. about the jobserver)
         if grep -i 'warning:' "$log" | grep -v '^make'; then
