@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "model.h"
+#include "svgplot.h"
 
 enum { KIND_REF, KIND_TF, KIND_FREE };
 enum { MAX_SETTINGS = 256, MAX_BUDGETS = 16, MAX_SPECS = 32 };
@@ -294,7 +295,7 @@ static int run_items(ctx *c, item *items, result *res, int n, int threads, const
 /* ---------------------------------------------------------------- summaries */
 
 typedef struct {
-    double kl, kl_se, top1, ppl_ratio, loop_rate, distinct4, kl_story1, kl_later;
+    double kl, kl_se, top1, top1_se, ppl_ratio, loop_rate, distinct4, kl_story1, kl_later;
     long positions;
     int gens;
 } summary;
@@ -303,7 +304,7 @@ static void summarise(const ctx *c, const item *items, const result *res, int n,
     for (int s = 0; s < c->n_set; s++) {
         summary *o = &out[s];
         memset(o, 0, sizeof *o);
-        double kl = 0, nll_p = 0, nll_f = 0, m1 = 0, m2 = 0, kl2 = 0;
+        double kl = 0, nll_p = 0, nll_f = 0, m1 = 0, m2 = 0, kl2 = 0, t1 = 0, t2 = 0;
         long top1 = 0, npos = 0, nnll = 0, n2 = 0;
         int nseq = 0, loops = 0;
         double d4 = 0;
@@ -316,7 +317,8 @@ static void summarise(const ctx *c, const item *items, const result *res, int n,
                 kl2 += r->kl_later, n2 += r->n_later;
                 if (r->npos) {
                     double mk = r->kl / (double)r->npos; /* per-sequence mean, for the standard error */
-                    m1 += mk, m2 += mk * mk, nseq++;
+                    double mt = (double)r->top1 / (double)r->npos;
+                    m1 += mk, m2 += mk * mk, t1 += mt, t2 += mt * mt, nseq++;
                 }
             } else if (items[k].kind == KIND_FREE) {
                 loops += r->loop, d4 += r->distinct4, o->gens++;
@@ -331,6 +333,8 @@ static void summarise(const ctx *c, const item *items, const result *res, int n,
         if (nseq > 1) {
             double mean = m1 / nseq, var = (m2 - nseq * mean * mean) / (nseq - 1);
             o->kl_se = sqrt(var > 0 ? var / nseq : 0);
+            double tmean = t1 / nseq, tvar = (t2 - nseq * tmean * tmean) / (nseq - 1);
+            o->top1_se = sqrt(tvar > 0 ? tvar / nseq : 0);
         }
         o->loop_rate = o->gens ? (double)loops / o->gens : NAN;
         o->distinct4 = o->gens ? d4 / o->gens : NAN;
@@ -351,12 +355,12 @@ static void csv_field(FILE *f, const char *s) {
 }
 
 static void write_csv(FILE *f, const ctx *c, const summary *sm) {
-    fprintf(f, "policy,budget,kl,top1,ppl_ratio,loop_rate,distinct4,kl_se,positions,gens,kl_story1,kl_later\n");
+    fprintf(f, "policy,budget,kl,top1,ppl_ratio,loop_rate,distinct4,kl_se,positions,gens,kl_story1,kl_later,top1_se\n");
     for (int s = 0; s < c->n_set; s++) {
         csv_field(f, c->set[s].spec);
-        fprintf(f, ",%u,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%ld,%d,%.6g,%.6g\n", c->set[s].budget, sm[s].kl, sm[s].top1,
-                sm[s].ppl_ratio, sm[s].loop_rate, sm[s].distinct4, sm[s].kl_se, sm[s].positions, sm[s].gens,
-                sm[s].kl_story1, sm[s].kl_later);
+        fprintf(f, ",%u,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%ld,%d,%.6g,%.6g,%.3g\n", c->set[s].budget, sm[s].kl,
+                sm[s].top1, sm[s].ppl_ratio, sm[s].loop_rate, sm[s].distinct4, sm[s].kl_se, sm[s].positions,
+                sm[s].gens, sm[s].kl_story1, sm[s].kl_later, sm[s].top1_se);
     }
 }
 
@@ -395,171 +399,88 @@ static void write_md(FILE *f, const ctx *c, const summary *sm) {
 
 /* ---------------------------------------------------------------- SVG plot */
 
-static void xml_text(FILE *f, const char *s) {
-    for (; *s; s++) {
-        if (*s == '&')
-            fputs("&amp;", f);
-        else if (*s == '<')
-            fputs("&lt;", f);
-        else if (*s == '>')
-            fputs("&gt;", f);
-        else if (*s == '"')
-            fputs("&quot;", f);
-        else
-            fputc(*s, f);
-    }
-}
+enum { MAX_POLICIES = MAX_SETTINGS };
 
+/* One plotted policy: its settings, in budget order. */
 typedef struct {
-    double x0, y0, w, h;     /* plot area in pixels */
-    double bmin, bmax;       /* log2 budget range */
-    double ymin, ymax;       /* data range (log10 when logy) */
-    int logy;
-} panel;
+    const char *spec;
+    int n;
+    double budget[MAX_BUDGETS], top1[MAX_BUDGETS], top1_se[MAX_BUDGETS], kl[MAX_BUDGETS], kl_se[MAX_BUDGETS];
+} curve;
 
-static double px(const panel *p, double budget) {
-    double b = log2(budget);
-    return p->bmax > p->bmin ? p->x0 + (b - p->bmin) / (p->bmax - p->bmin) * p->w : p->x0 + p->w / 2;
-}
-static double py(const panel *p, double v) {
-    double y = p->logy ? log10(v > 0 ? v : pow(10, p->ymin)) : v;
-    return p->y0 + p->h - (y - p->ymin) / (p->ymax - p->ymin) * p->h;
-}
-
-static const char *const colours[] = {"#1f5fbf", "#d62f1f", "#808080", "#f08c00", "#8e44ad",
-                                      "#8b5a2b", "#e0479e", "#1e9e3a", "#17a2b8", "#000000"};
-
-static void draw_panel(FILE *f, const ctx *c, const summary *sm, const panel *p, int which, const char *title,
-                       const char *ylabel, const uint32_t *budgets, int nb) {
-    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n",
-            p->x0, p->y0, p->w, p->h);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n",
-            p->x0 + p->w / 2, p->y0 - 12, title);
-    /* x ticks: the budgets */
-    for (int i = 0; i < nb; i++) {
-        double x = px(p, budgets[i]);
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", x, p->y0, x,
-                p->y0 + p->h);
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"12\">%u</text>\n", x,
-                p->y0 + p->h + 16, budgets[i]);
-    }
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">budget (tokens per kv head, "
-               "each layer)</text>\n",
-            p->x0 + p->w / 2, p->y0 + p->h + 36);
-    /* y ticks */
-    if (p->logy) {
-        for (int e = (int)floor(p->ymin); e <= (int)ceil(p->ymax); e++)
-            for (int m = 1; m <= 5; m += (m == 1 ? 1 : 3)) { /* 1, 2, 5 */
-                double v = m * pow(10, e), y = log10(v);
-                if (y < p->ymin - 1e-9 || y > p->ymax + 1e-9) continue;
-                fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", p->x0,
-                        py(p, v), p->x0 + p->w, py(p, v));
-                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"12\">%g</text>\n",
-                        p->x0 - 6, py(p, v) + 4, v);
-            }
-    } else {
-        double step = p->ymax - p->ymin > 0.35 ? 0.1 : 0.05;
-        for (double v = p->ymin; v <= p->ymax + 1e-9; v += step) {
-            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", p->x0,
-                    py(p, v), p->x0 + p->w, py(p, v));
-            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"12\">%.2f</text>\n", p->x0 - 6,
-                    py(p, v) + 4, v);
-        }
-    }
-    fprintf(f,
-            "<text transform=\"translate(%.1f,%.1f) rotate(-90)\" text-anchor=\"middle\" font-size=\"13\">%s</text>\n",
-            p->x0 - 58, p->y0 + p->h / 2, ylabel);
-    /* one polyline per policy spec, in order of first appearance */
-    int colour = 0;
+/* Policies (not the baseline) in order of first appearance, with their points. */
+static int curves(const ctx *c, const summary *sm, curve *out) {
+    int n = 0;
     for (int s = 0; s < c->n_set; s++) {
         if (c->set[s].baseline) continue;
-        int first = 1;
-        for (int t = 0; t < s; t++)
-            if (!c->set[t].baseline && strcmp(c->set[t].spec, c->set[s].spec) == 0) first = 0;
-        if (!first) continue;
-        const char *col = colours[colour++ % 10];
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
-        for (int t = s; t < c->n_set; t++) {
-            if (c->set[t].baseline || strcmp(c->set[t].spec, c->set[s].spec)) continue;
-            double v = which ? sm[t].kl : sm[t].top1;
-            if (!isnan(v)) fprintf(f, "%.1f,%.1f ", px(p, c->set[t].budget), py(p, v));
+        int k = 0;
+        while (k < n && strcmp(out[k].spec, c->set[s].spec)) k++;
+        if (k == n) {
+            memset(&out[n], 0, sizeof out[n]);
+            out[n++].spec = c->set[s].spec;
         }
-        fprintf(f, "\"/>\n");
-        for (int t = s; t < c->n_set; t++) {
-            if (c->set[t].baseline || strcmp(c->set[t].spec, c->set[s].spec)) continue;
-            double v = which ? sm[t].kl : sm[t].top1;
-            if (!isnan(v))
-                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", px(p, c->set[t].budget),
-                        py(p, v), col);
-        }
+        curve *cv = &out[k];
+        if (cv->n == MAX_BUDGETS) continue;
+        cv->budget[cv->n] = c->set[s].budget;
+        cv->top1[cv->n] = sm[s].top1;
+        cv->top1_se[cv->n] = sm[s].top1_se;
+        cv->kl[cv->n] = sm[s].kl;
+        cv->kl_se[cv->n] = sm[s].kl_se;
+        cv->n++;
     }
+    return n;
 }
 
-/* log10 of the nearest 1, 2 or 5 x 10^e at or below (up = 0) or above (up = 1) v. */
-static double nice_log(double v, int up) {
-    double e = floor(log10(v)), best = up ? e + 1 : e;
-    static const double m[] = {1, 2, 5, 10};
-    for (int i = 0; i < 4; i++) {
-        double c = e + log10(m[i]);
-        if (up && c >= log10(v) - 1e-12 && c < best) best = c;
-        if (!up && c <= log10(v) + 1e-12 && c > best) best = c;
-    }
-    return best;
+/* A policy fails here when its KL at its largest budget is above the best
+ * KL any policy reaches at the smallest budget: more memory does not make it
+ * as good as the others with the least. Those go to panels of their own, so
+ * the y-range of the usable ones shows their differences. */
+static int failing(const curve *cv, double best_at_min) {
+    return cv->n > 0 && isfinite(best_at_min) && cv->kl[cv->n - 1] > best_at_min;
 }
 
-static void write_svg(FILE *f, const ctx *c, const summary *sm, const uint32_t *budgets, int nb) {
-    double t1min = 1.0, klmin = INFINITY, klmax = 0.0;
-    for (int s = 0; s < c->n_set; s++) {
-        if (c->set[s].baseline) continue;
-        if (!isnan(sm[s].top1) && sm[s].top1 < t1min) t1min = sm[s].top1;
-        if (sm[s].kl > 0 && sm[s].kl < klmin) klmin = sm[s].kl;
-        if (sm[s].kl > klmax) klmax = sm[s].kl;
+static int write_svg(FILE *f, const ctx *c, const summary *sm, const uint32_t *budgets, int nb) {
+    static curve cv[MAX_POLICIES];
+    int n = curves(c, sm, cv);
+    double best = INFINITY;
+    for (int k = 0; k < n; k++)
+        if (cv[k].n && cv[k].budget[0] == budgets[0] && cv[k].kl[0] < best) best = cv[k].kl[0];
+    static svgplot_series top1[2][MAX_POLICIES], kl[2][MAX_POLICIES];
+    int count[2] = {0, 0};
+    char names[512] = "";
+    for (int k = 0; k < n; k++) {
+        int bad = failing(&cv[k], best);
+        top1[bad][count[bad]] = (svgplot_series){cv[k].spec, cv[k].n, cv[k].budget, cv[k].top1, cv[k].top1_se};
+        kl[bad][count[bad]] = (svgplot_series){cv[k].spec, cv[k].n, cv[k].budget, cv[k].kl, cv[k].kl_se};
+        count[bad]++;
+        if (bad && strlen(names) + strlen(cv[k].spec) + 3 < sizeof names) {
+            if (names[0]) strcat(names, ", ");
+            strcat(names, cv[k].spec);
+        }
     }
-    if (!(klmax > 0)) klmin = 0.01, klmax = 1;
-    double bmin = log2(budgets[0]), bmax = log2(budgets[nb - 1]);
-    panel a = {80, 60, 380, 300, bmin, bmax, floor(t1min * 10 - 1e-9) / 10, 1.0, 0};
-    if (a.ymin < 0) a.ymin = 0;
-    if (a.ymax - a.ymin < 0.1) a.ymin = a.ymax - 0.1;
-    panel b = {590, 60, 380, 300, bmin, bmax, nice_log(klmin, 0), nice_log(klmax, 1), 1};
-    if (b.ymax <= b.ymin) b.ymax = b.ymin + 1;
-    int n_pol = 0;
-    for (int s = 0; s < c->n_set; s++) {
-        int first = !c->set[s].baseline;
-        for (int t = 0; t < s && first; t++)
-            if (!c->set[t].baseline && strcmp(c->set[t].spec, c->set[s].spec) == 0) first = 0;
-        n_pol += first;
+    double ticks[MAX_BUDGETS];
+    for (int i = 0; i < nb; i++) ticks[i] = budgets[i];
+    static char note[700];
+    snprintf(note, sizeof note, "KL at budget %u above the best policy's at budget %u: %s", budgets[nb - 1],
+             budgets[0], names);
+    const char *xl = "budget (tokens per kv head, each layer)";
+    svgplot_panel p[4];
+    int np = 0;
+    for (int bad = 0; bad < 2; bad++) {
+        if (!count[bad]) continue;
+        p[np++] = (svgplot_panel){bad ? "Failing policies: top-1 agreement" : "Top-1 agreement with the full cache",
+                                  xl, "top-1 agreement (higher is better)", 1, 0, NAN, NAN, ticks, nb,
+                                  top1[bad], count[bad], NULL};
+        p[np++] = (svgplot_panel){bad ? "Failing policies: KL(full || policy)" : "KL(full || policy) of the next token",
+                                  xl, "mean KL, nats (lower is better)", 1, 1, NAN, NAN, ticks, nb,
+                                  kl[bad], count[bad], bad ? note : NULL};
     }
-    size_t longest = 6;
-    for (int s = 0; s < c->n_set; s++)
-        if (strlen(c->set[s].spec) > longest) longest = strlen(c->set[s].spec);
-    double height = 440 > 80 + 22 * n_pol ? 440 : 80 + 22 * n_pol, width = 1060 + 8.0 * (double)longest;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-               "font-family=\"Helvetica, Arial, sans-serif\">\n",
-            width, height);
-    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    fprintf(f, "<text x=\"520\" y=\"24\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">"
-               "Eviction policies vs the full cache: %s, %d teacher-forced sequences of %d tokens</text>\n",
-            c->model_name, c->seqs, c->len);
-    draw_panel(f, c, sm, &a, 0, "Top-1 agreement with the full cache", "top-1 agreement (higher is better)",
-               budgets, nb);
-    draw_panel(f, c, sm, &b, 1, "KL(full || policy) of the next token", "mean KL, nats (log scale; lower is better)",
-               budgets, nb);
-    /* legend */
-    int colour = 0, row = 0;
-    fprintf(f, "<text x=\"1010\" y=\"66\" font-size=\"13\" font-weight=\"bold\">policy</text>\n");
-    for (int s = 0; s < c->n_set; s++) {
-        int first = !c->set[s].baseline;
-        for (int t = 0; t < s && first; t++)
-            if (!c->set[t].baseline && strcmp(c->set[t].spec, c->set[s].spec) == 0) first = 0;
-        if (!first) continue;
-        double y = 86 + 22 * row++;
-        fprintf(f, "<line x1=\"1010\" y1=\"%.1f\" x2=\"1034\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n", y,
-                y, colours[colour++ % 10]);
-        fprintf(f, "<text x=\"1040\" y=\"%.1f\" font-size=\"13\">", y + 4);
-        xml_text(f, c->set[s].spec);
-        fprintf(f, "</text>\n");
-    }
-    fprintf(f, "</svg>\n");
+    char title[160], sub[200];
+    snprintf(title, sizeof title, "Eviction policies vs the full cache: %s", c->model_name);
+    snprintf(sub, sizeof sub, "%d teacher-forced sequences of %d tokens; error bars: one standard error over sequences",
+             c->seqs, c->len);
+    svgplot_figure fig = {title, sub, 2};
+    return svgplot_write(f, &fig, p, np);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -825,8 +746,8 @@ int main(int argc, char **argv) {
     summarise(&c, items + work0, res + work0, k - work0, sm);
     write_csv(csv, &c, sm);
     if (md) write_md(md, &c, sm);
-    if (svg) write_svg(svg, &c, sm, budgets, nb);
     int rc = 0;
+    if (svg && write_svg(svg, &c, sm, budgets, nb)) rc = 1;
     if (csv != stdout && fclose(csv)) rc = 1;
     if (md && fclose(md)) rc = 1;
     if (svg && fclose(svg)) rc = 1;

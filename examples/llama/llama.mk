@@ -4,13 +4,13 @@ LLAMA_DIR  := $(BUILD)/examples/llama
 LLAMA_BINS := $(LLAMA_DIR)/llama $(LLAMA_DIR)/eval
 LLAMA_OBJ  := $(BUILD)/obj/examples/llama
 
-$(LLAMA_OBJ)/%.o: OBJ_FLAGS = $(TEST_CFLAGS) -Iexamples/llama
+$(LLAMA_OBJ)/%.o: OBJ_FLAGS = $(TEST_CFLAGS) -Iexamples/llama -Iexamples/common
 
 $(LLAMA_DIR)/llama: $(LLAMA_OBJ)/run.o $(LLAMA_OBJ)/model.o $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
 
-$(LLAMA_DIR)/eval: $(LLAMA_OBJ)/eval.o $(LLAMA_OBJ)/model.o $(STATIC)
+$(LLAMA_DIR)/eval: $(LLAMA_OBJ)/eval.o $(LLAMA_OBJ)/model.o $(SVGPLOT_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ -lm
 

@@ -43,12 +43,16 @@ lt "$(kl "h2o norm=lifetime" 128)" "$(kl window 128)" ||
 echo "budget 128, KL(full||policy): h2o $(kl h2o 128), vase $(kl vase 128), random $(kl random 128)," \
     "window $(kl window 128), h2o norm=lifetime $(kl "h2o norm=lifetime" 128), vase chunk=32 $(kl "vase chunk=32" 128)"
 
-# 2. the markdown table and the SVG (two panels, one line per policy in each, a legend)
+# 2. the markdown table and the SVG (two panels, one line per policy in each,
+#    error bars, a legend; examples/common/svgplot_check.c tests the writer itself)
 grep -q '^| policy | budget |' "$tmp/q.md" || bad "markdown table header missing"
 [ "$(grep -c '^| ' "$tmp/q.md")" -eq 8 ] || bad "markdown table should have 8 lines, has $(grep -c '^| ' "$tmp/q.md")"
 grep -q '^<svg ' "$tmp/q.svg" && grep -q '</svg>' "$tmp/q.svg" || bad "SVG not well formed"
 [ "$(grep -c '<polyline' "$tmp/q.svg")" -eq 12 ] || bad "SVG should have 12 policy lines, has $(grep -c '<polyline' "$tmp/q.svg")"
-for label in 'budget' 'top-1 agreement' 'KL' 'h2o norm=lifetime'; do
+grep -q 'viewBox="0 0 [0-9]* [0-9]*" width="100%"' "$tmp/q.svg" || bad "SVG does not scale (viewBox, width 100%)"
+[ "$(grep -c 'class="errbar"' "$tmp/q.svg")" -ge 6 ] || bad "SVG lacks the standard-error bars"
+for label in 'budget (tokens per kv head, each layer) (log scale)' 'top-1 agreement' 'KL' 'h2o norm=lifetime' \
+    'one standard error'; do
     grep -q "$label" "$tmp/q.svg" || bad "SVG lacks '$label'"
 done
 if command -v xmllint >/dev/null 2>&1; then xmllint --noout "$tmp/q.svg" || bad "SVG is not valid XML"; fi
