@@ -19,13 +19,16 @@ const char *kvc_strerror(int status) {
 unsigned kvc_version_number(void) { return KVC_VERSION_NUMBER; }
 const char *kvc_version_string(void) { return KVC_VERSION_STRING; }
 
+int kvc__vfail(kvc_cache *c, int status, const char *fmt, va_list ap) {
+    if (c) vsnprintf(c->err, sizeof c->err, fmt, ap);
+    return status;
+}
+
 int kvc__fail(kvc_cache *c, int status, const char *fmt, ...) {
-    if (c) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(c->err, sizeof c->err, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    kvc__vfail(c, status, fmt, ap);
+    va_end(ap);
     return status;
 }
 

@@ -51,9 +51,9 @@ TEST(spec_create_parses) {
     CHECK(opt(c, KVC_OPT_RECENT) == 16 && opt(c, KVC_OPT_SINK) == 4);
     CHECK(kvc_cache_get_param(c, "norm", &v) == KVC_OK && v == 1);
     kvc_cache_destroy(c);
-    /* whitespace, tabs and commas separate items; later keys win */
+    /* whitespace, tabs and commas separate items */
     REQUIRE(kvc_cache_create_spec(&c, 2, 4, 8, 64, KVC_DTYPE_F32, KVC_MODE_INDEX,
-                                  " \ttova\tscope=head,recent=3 , sink=1 sink=2 seed=-7 block=4 chunk=2 "
+                                  " \ttova\tscope=head,recent=3 , sink=2 seed=-7 block=4 chunk=2 "
                                   "query_window=9 scale=0.25 ",
                                   NULL) == KVC_OK);
     CHECK(opt(c, KVC_OPT_SCOPE) == KVC_SCOPE_HEAD && opt(c, KVC_OPT_RECENT) == 3 && opt(c, KVC_OPT_SINK) == 2);
@@ -61,7 +61,7 @@ TEST(spec_create_parses) {
     CHECK(opt(c, KVC_OPT_QUERY_WINDOW) == 9 && kvc_cache_groups(c) == 2);
     CHECK_EQ(kvc_cache_max_evictions(c), 8);
     kvc_cache_destroy(c);
-    REQUIRE(kvc_cache_create_spec(&c, 2, 4, 8, 64, KVC_DTYPE_F32, KVC_MODE_INDEX, "h2o scope=shared norm=1 scope=1",
+    REQUIRE(kvc_cache_create_spec(&c, 2, 4, 8, 64, KVC_DTYPE_F32, KVC_MODE_INDEX, "h2o scope=shared norm=1",
                                   NULL) == KVC_OK);
     CHECK(opt(c, KVC_OPT_SCOPE) == KVC_SCOPE_SHARED && kvc_cache_groups(c) == 1);
     CHECK(kvc_cache_get_param(c, "norm", &v) == KVC_OK && v == 1);
@@ -90,8 +90,8 @@ TEST(spec_create_errors) {
         {"h2o recent=1.5", KVC_ESYNTAX},
         {"h2o recent==4", KVC_ESYNTAX},
         {"h2o recent=99999999999999999999", KVC_ESYNTAX},
-        {"h2o norm=bogus", KVC_ESYNTAX},
-        {"h2o scope=neither", KVC_ESYNTAX},
+        {"h2o norm=bogus", KVC_EUNKNOWN},   /* an unknown choice, not a syntax error */
+        {"h2o scope=neither", KVC_EUNKNOWN},
         {"h2o scale=abc", KVC_ESYNTAX},
         {"h2o sink=nan", KVC_ESYNTAX},
         {"h2o recent=4 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx=1",
@@ -118,6 +118,11 @@ TEST(spec_create_errors) {
         {"h2o scale=-1", KVC_ERANGE},
         {"h2o scale=inf", KVC_ERANGE},
         {"h2o scale=nan", KVC_ERANGE},
+        /* each key once: a repeated key is a mistake, not "the last one wins" */
+        {"h2o sink=1 sink=2", KVC_ESYNTAX},
+        {"h2o norm=sum,norm=sum", KVC_ESYNTAX},
+        {"h2o scope=shared recent=2 scope=1", KVC_ESYNTAX},
+        {"h2o scale=1 scale=1", KVC_ESYNTAX},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         kvc_cache *c = (kvc_cache *)&c; /* must be reset to NULL */
@@ -181,6 +186,21 @@ TEST(spec_apply_all_or_nothing) {
     }
     kvc_cache *c;
     REQUIRE(kvc_cache_create(&c, 2, 4, 4, 16, KVC_DTYPE_F32, KVC_MODE_INDEX, pol, NULL) == KVC_OK);
+    /* messages say what was wrong and what is allowed */
+    CHECK_EQ(kvc_cache_apply_spec(c, "norm=foo"), KVC_EUNKNOWN);
+    CHECKF(strstr(kvc_cache_last_error(c), "unknown choice") && strstr(kvc_cache_last_error(c), "sum, lifetime"),
+           "norm=foo: '%s'", kvc_cache_last_error(c));
+    CHECK_EQ(kvc_cache_apply_spec(c, "scope=both"), KVC_EUNKNOWN);
+    CHECKF(strstr(kvc_cache_last_error(c), "head, shared"), "scope=both: '%s'", kvc_cache_last_error(c));
+    CHECK_EQ(kvc_cache_apply_spec(c, "recent=2 sink=1 recent=3"), KVC_ESYNTAX);
+    CHECKF(strstr(kvc_cache_last_error(c), "'recent' is given twice"), "duplicate: '%s'", kvc_cache_last_error(c));
+    CHECK(opt(c, KVC_OPT_RECENT) != 2 && opt(c, KVC_OPT_SINK) != 1); /* nothing applied */
+    CHECK_EQ(kvc_cache_apply_spec(c, "colour=red"), KVC_EUNKNOWN);
+    CHECKF(strstr(kvc_cache_last_error(c), "query_window, scale"), "unknown key: '%s'", kvc_cache_last_error(c));
+    /* a key given in one spec may be given again in the next */
+    CHECK_EQ(kvc_cache_apply_spec(c, "sink=1"), KVC_OK);
+    CHECK_EQ(kvc_cache_apply_spec(c, "sink=2"), KVC_OK);
+    CHECK_EQ(opt(c, KVC_OPT_SINK), 2);
     CHECK_EQ(kvc_cache_apply_spec(c, ""), KVC_OK);
     CHECK_EQ(kvc_cache_apply_spec(c, " , "), KVC_OK);
     CHECK_EQ(kvc_cache_apply_spec(c, "h2o"), KVC_ESYNTAX); /* options only, no policy name */

@@ -108,7 +108,7 @@ def test_spec_string_and_options():
     ("h2o bogus=1", "EUNKNOWN", ["bogus"]),
     ("h2o recent=99", "ERANGE", ["recent=99"]),
     ("recent=4", "ESYNTAX", []),
-    ("h2o norm=median", "ESYNTAX", ["norm=median"]),
+    ("h2o norm=median", "EUNKNOWN", ["norm=median", "sum, lifetime"]),
 ])
 def test_bad_specs(spec, status, words):
     with pytest.raises(kvc.Error) as ei:
