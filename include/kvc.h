@@ -45,6 +45,27 @@
 #ifndef KVC_H
 #define KVC_H
 
+/**
+ * @defgroup kvc_create 1. Creating a cache
+ * Shape, mode, policy and allocator, fixed at creation; freezing, reset, destruction.
+ * @defgroup kvc_options 2. Options
+ * Enum-keyed options, policy parameters and spec strings, set before the first append.
+ * @defgroup kvc_store 3. STORE mode: append and attend
+ * The cache owns K/V and runs attention; the softmax weights feed the policy.
+ * @defgroup kvc_index 4. INDEX mode: reserve and observe
+ * The engine owns K/V; the cache says which slot to write and what was evicted.
+ * @defgroup kvc_introspect 5. Introspection
+ * Length, groups, slot positions, counters.
+ * @defgroup kvc_kernel 6. Attention kernel
+ * Decode attention over the engine's own K/V, and the kernel's instruction set.
+ * @defgroup kvc_policies 7. Policies
+ * Built-in policies, and the table of functions a user-written policy fills in.
+ * @defgroup kvc_errors 8. Errors
+ * Status codes and their messages.
+ * @defgroup kvc_version 9. Version
+ * The header's and the linked library's version.
+ */
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,7 +89,7 @@ extern "C" {
 /** @endcond */
 
 /* ------------------------------------------------------------------------ */
-/** @name Version
+/** @addtogroup kvc_version
  *  The version lives only here; the build and the docs read it from these lines.
  *  @{ */
 /** Major version: bumped on an incompatible ABI change. */
@@ -93,7 +114,7 @@ KVC_API const char *kvc_version_string(void);
 /** @} */
 
 /* ------------------------------------------------------------------------ */
-/** @name Errors
+/** @addtogroup kvc_errors
  *  @{ */
 
 /**
@@ -141,7 +162,10 @@ KVC_API const char *kvc_version_string(void);
 /** @endcond */
 
 /** Status codes returned by every fallible call; see ::KVC_STATUS_LIST. */
-typedef enum kvc_status { KVC_STATUS_LIST(KVC__STATUS_ENUM) KVC__STATUS_END = 1 } kvc_status;
+typedef enum kvc_status {
+    KVC_STATUS_LIST(KVC__STATUS_ENUM)
+    /** @cond KVC_INTERNAL */ KVC__STATUS_END = 1 /** @endcond */
+} kvc_status;
 
 /**
  * Describe a status code.
@@ -152,7 +176,7 @@ KVC_API const char *kvc_strerror(int status);
 /** @} */
 
 /* ------------------------------------------------------------------------ */
-/** @name Shapes, modes, options
+/** @addtogroup kvc_create
  *  @{ */
 
 /** Storage element type of K and V. */
@@ -167,6 +191,11 @@ typedef enum kvc_mode {
     KVC_MODE_STORE = 0, /**< The cache stores K/V and runs attention. */
     KVC_MODE_INDEX = 1  /**< The engine stores K/V; the cache only decides slots. */
 } kvc_mode;
+
+/** @} */
+
+/** @addtogroup kvc_options
+ *  @{ */
 
 /** What unit has its own resident set and budget. */
 typedef enum kvc_scope {
@@ -217,7 +246,15 @@ typedef enum kvc_scope {
 /** @endcond */
 
 /** Cache options; see ::KVC_OPTION_LIST for their keys, ranges and defaults. */
-typedef enum kvc_option { KVC_OPTION_LIST(KVC__OPTION_ENUM) KVC__OPTION_END } kvc_option;
+typedef enum kvc_option {
+    KVC_OPTION_LIST(KVC__OPTION_ENUM)
+    /** @cond KVC_INTERNAL */ KVC__OPTION_END /**< one past the last option */ /** @endcond */
+} kvc_option;
+
+/** @} */
+
+/** @addtogroup kvc_create
+ *  @{ */
 
 /**
  * Allocator used by one cache for all its memory. Copied at creation.
@@ -232,7 +269,7 @@ typedef struct kvc_allocator {
 /** @} */
 
 /* ------------------------------------------------------------------------ */
-/** @name Random numbers (for policies)
+/** @addtogroup kvc_policies
  *  @{ */
 
 /** A cache's seeded generator (xoshiro256**), handed to policies. Opaque. */
@@ -246,7 +283,7 @@ KVC_API uint32_t kvc_rng_below(kvc_rng *rng, uint32_t bound);
 /** @} */
 
 /* ------------------------------------------------------------------------ */
-/** @name Policies
+/** @addtogroup kvc_policies
  *
  * A policy is a table of functions, versioned like SQLite's pcache methods:
  * it starts with `abi_version` and `struct_size`, only ever grows at the end,
@@ -428,7 +465,7 @@ KVC_API const kvc_policy *kvc_policy_at(size_t i);
 /** @} */
 
 /* ------------------------------------------------------------------------ */
-/** @name Cache lifecycle
+/** @addtogroup kvc_create
  *  @{ */
 
 /** A KV cache for one sequence and one attention layer (or any unit the engine chooses). Opaque. */
@@ -484,6 +521,11 @@ KVC_API int kvc_cache_prepare(kvc_cache *cache);
  */
 KVC_API int kvc_cache_reset(kvc_cache *cache);
 
+/** @} */
+
+/** @addtogroup kvc_options
+ *  @{ */
+
 /**
  * Set an option before the cache freezes.
  * @return ::KVC_OK, ::KVC_EINVAL (NULL cache), ::KVC_EUNKNOWN (bad key),
@@ -502,9 +544,14 @@ KVC_API int kvc_cache_set_param(kvc_cache *cache, const char *name, double value
 /** Read a policy parameter by name. @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EUNKNOWN. */
 KVC_API int kvc_cache_get_param(const kvc_cache *cache, const char *name, double *value);
 /**
- * Apply space-separated `key=value` options (no policy name), e.g.
- * `"recent=64 sink=4 scope=shared"`. All-or-nothing: on error nothing changes.
- * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_ESYNTAX, ::KVC_EUNKNOWN, ::KVC_ERANGE, ::KVC_ESTATE.
+ * Apply `key=value` options (no policy name) separated by spaces, tabs or
+ * commas, e.g. `"recent=64 sink=4 scope=shared"`. A value with named
+ * choices (`scope`, a parameter such as `norm`) takes a name or a number.
+ * Each key may appear once per call. All-or-nothing: on error nothing changes.
+ * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_ESYNTAX (not `key=value`, not a
+ *         number, a key given twice), ::KVC_EUNKNOWN (unknown key, or a
+ *         name that is not one of the value's choices: the message lists
+ *         them), ::KVC_ERANGE, ::KVC_ESTATE.
  */
 KVC_API int kvc_cache_apply_spec(kvc_cache *cache, const char *options);
 
@@ -532,7 +579,7 @@ KVC_API const char *kvc_cache_last_error(const kvc_cache *cache);
 /** @} */
 
 /* ------------------------------------------------------------------------ */
-/** @name STORE mode
+/** @addtogroup kvc_store
  *  @{ */
 
 /**
@@ -592,7 +639,7 @@ KVC_API int kvc_cache_read(const kvc_cache *cache, uint32_t kv_head, uint32_t sl
 /** @} */
 
 /* ------------------------------------------------------------------------ */
-/** @name INDEX mode
+/** @addtogroup kvc_index
  *  @{ */
 
 /**
@@ -634,7 +681,7 @@ KVC_API uint32_t kvc_cache_max_evictions(const kvc_cache *cache);
 /** @} */
 
 /* ------------------------------------------------------------------------ */
-/** @name Introspection
+/** @addtogroup kvc_introspect
  *  @{ */
 
 /** Eviction groups: n_kv_heads in head scope, 1 in shared scope. 0 on NULL. */
@@ -665,7 +712,7 @@ KVC_API const char *kvc_cache_policy_name(const kvc_cache *cache);
 /** @} */
 
 /* ------------------------------------------------------------------------ */
-/** @name Attention kernel (standalone)
+/** @addtogroup kvc_kernel
  *  @{ */
 
 /** Layout of K/V for kvc_attention(). Element strides are in elements of `dtype`. */
