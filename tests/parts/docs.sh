@@ -41,7 +41,14 @@ grep -q "projectnumber\">&#160;$version<" "$index" || fail "version $version not
 for page in kvc_8h.html md_docs_integration.html md_docs_policies.html; do
     [ -f "$BUILD/docs/html/$page" ] || fail "$page not generated"
 done
-echo "make docs: no warnings, version $version"
+# the reference in the order a user needs it, without internal names
+topics=$(grep -o '[0-9]\. [A-Z][A-Za-z :/]*' "$BUILD/docs/html/modules.html" | head -n 9 | cut -d' ' -f2- | paste -sd'|' -)
+[ "$topics" = "Creating a cache|Options|STORE mode: append and attend|INDEX mode: reserve and observe|Introspection|Attention kernel|Policies|Errors|Version" ] ||
+    fail "API topics out of order: $topics"
+if grep -l 'KVC__[A-Z]*_END\|KVC__[A-Z]*_ENUM' "$BUILD"/docs/html/group__*.html "$BUILD/docs/html/kvc_8h.html"; then
+    fail "internal KVC__/kvc__ names in the reference (pages above)"
+fi
+echo "make docs: no warnings, version $version, topics in order, no internal names"
 
 # the gate must bite: the same configuration over an undocumented function fails
 cat >"$tmp/undoc.h" <<'EOF'
