@@ -183,7 +183,16 @@ KVC_API const char *kvc_strerror(int status);
 typedef enum kvc_dtype {
     KVC_DTYPE_F32 = 0, /**< IEEE binary32. */
     KVC_DTYPE_F16 = 1, /**< IEEE binary16, converted with round-to-nearest-even. */
-    KVC_DTYPE_BF16 = 2 /**< bfloat16, converted with round-to-nearest-even. */
+    KVC_DTYPE_BF16 = 2, /**< bfloat16, converted with round-to-nearest-even. */
+    /** 8-bit integers with one scale per row (per token and kv head). A row
+     *  is `head_dim` int8 values q_i followed, at byte offset `head_dim`
+     *  rounded up to a multiple of 4, by a native float32 scale s; it holds
+     *  the values s * q_i (kvc_row_bytes() gives its size; strides of a
+     *  ::kvc_attn_layout are then in bytes). kvc_quantize_q8() makes such a
+     *  row: s = max_i |x_i| / 127, q_i = x_i * 127 / max_i |x_i| rounded to
+     *  the nearest integer (ties to even), so each value is off by at most
+     *  s/2 (plus float rounding); an all-zero row stores s = 0. */
+    KVC_DTYPE_Q8 = 3
 } kvc_dtype;
 
 /** Who holds the K/V tensors. */
@@ -781,6 +790,27 @@ KVC_API int kvc_attention(const kvc_attn_layout *layout, const float *q, const v
  */
 KVC_API int kvc_attention_heads(const kvc_attn_layout *layout, uint32_t kv_begin, uint32_t kv_end, const float *q,
                                 const void *k, const void *v, float *out, float *weights, size_t weights_stride);
+
+/**
+ * Bytes of one K or V row of `head_dim` elements in `dtype`: 4, 2 and 2 per
+ * element for f32, f16 and bf16; for ::KVC_DTYPE_Q8, `head_dim` rounded up
+ * to a multiple of 4, plus the 4-byte scale. For Q8 this is also the
+ * smallest ::kvc_attn_layout row_stride (strides are bytes there).
+ * @return the size; 0 for an unknown dtype.
+ */
+KVC_API size_t kvc_row_bytes(kvc_dtype dtype, uint32_t head_dim);
+
+/**
+ * Quantise one row of `head_dim` floats to the ::KVC_DTYPE_Q8 format (the
+ * rule is documented there): `head_dim` int8 values, zero padding up to a
+ * multiple of 4 bytes, then the float32 scale.
+ * @param x        `head_dim` finite floats.
+ * @param head_dim elements of the row (>= 1).
+ * @param row      kvc_row_bytes(KVC_DTYPE_Q8, head_dim) bytes, any alignment.
+ * @return ::KVC_OK, ::KVC_EINVAL (NULL pointer, head_dim 0), ::KVC_ENONFINITE
+ *         (NaN or Inf in x; row not written).
+ */
+KVC_API int kvc_quantize_q8(const float *x, uint32_t head_dim, void *row);
 
 /**
  * The instruction set the attention kernel runs on: "scalar", "avx2"

@@ -121,6 +121,9 @@ void kvc__index_evict(kvc_cache *c, uint32_t g, const uint32_t *victims, uint32_
 void kvc__window_push(kvc_cache *c, const float *q);
 void kvc__window_scores(kvc_cache *c, uint32_t g, const uint32_t *units, uint32_t n_units, float *out);
 
+/* One KVC_DTYPE_Q8 row (d values, then the scale) from d finite floats. */
+void kvc__quantize_q8(const float *x, uint32_t d, void *row);
+
 /* Attention kernel entry (validated arguments). */
 int kvc__attention_heads(const kvc_attn_layout *L, uint32_t kv_begin, uint32_t kv_end, const float *q,
                          const void *k, const void *v, float *out, float *weights, size_t weights_stride);

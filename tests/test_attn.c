@@ -68,7 +68,9 @@ static double bf16_value(uint16_t h) {
 
 /* A random finite element of the dtype with |x| < 1. */
 static void rand_elem(kvc_dtype dt, void *base, size_t i) {
-    if (dt == KVC_DTYPE_F32) {
+    if (dt == KVC_DTYPE_Q8) {
+        ((int8_t *)base)[i] = (int8_t)((int)(rnd() % 255) - 127);
+    } else if (dt == KVC_DTYPE_F32) {
         ((float *)base)[i] = unif();
     } else if (dt == KVC_DTYPE_F16) { /* exponent 0..14: subnormals up to 0.99 */
         uint64_t r = rnd();
@@ -78,12 +80,34 @@ static void rand_elem(kvc_dtype dt, void *base, size_t i) {
         ((uint16_t *)base)[i] = (uint16_t)(((r & 1) << 15) | ((120 + (r >> 1) % 7) << 7) | ((r >> 8) & 0x7f));
     }
 }
-static double elem(kvc_dtype dt, const void *base, size_t i) {
-    if (dt == KVC_DTYPE_F32) return ((const float *)base)[i];
-    uint16_t h = ((const uint16_t *)base)[i];
+/* Element i of the row at element offset `row` (Q8: its value s * q_i, exact in f64). */
+static double elem_at(kvc_dtype dt, const void *base, size_t row, size_t i, uint32_t d) {
+    if (dt == KVC_DTYPE_Q8) {
+        const int8_t *r = (const int8_t *)base + row;
+        float sc;
+        memcpy(&sc, r + ((d + 3) & ~3u), 4);
+        return (double)sc * r[i];
+    }
+    if (dt == KVC_DTYPE_F32) return ((const float *)base)[row + i];
+    uint16_t h = ((const uint16_t *)base)[row + i];
     return dt == KVC_DTYPE_F16 ? f16_value(h) : bf16_value(h);
 }
-static size_t esize(kvc_dtype dt) { return dt == KVC_DTYPE_F32 ? 4 : 2; }
+static size_t esize(kvc_dtype dt) { return dt == KVC_DTYPE_F32 ? 4 : dt == KVC_DTYPE_Q8 ? 1 : 2; }
+/* Elements a row spans (Q8: its bytes, the scale included). */
+static size_t row_elems(kvc_dtype dt, uint32_t d) { return dt == KVC_DTYPE_Q8 ? ((d + 3) & ~3u) + 4 : d; }
+
+#define N_DT 4 /* f32, f16, bf16, q8 */
+
+/* Q8: a random scale in [1/256, 1/127] for every row of the layout, so
+ * that |s * q_i| < 1 like the other dtypes' values. */
+static void set_q8_scales(const kvc_attn_layout *L, void *base, int random, float fixed) {
+    for (uint32_t h = 0; h < L->n_kv_heads; h++)
+        for (uint32_t j = 0; j < L->n_keys; j++) {
+            float sc = random ? (float)(1.0 / 256 + (1.0 / 127 - 1.0 / 256) * (double)(rnd() >> 11) / 9007199254740992.0)
+                              : fixed;
+            memcpy((char *)base + h * L->head_stride + j * L->row_stride + ((L->head_dim + 3) & ~3u), &sc, 4);
+        }
+}
 
 /* ------------------------------------------------------------ f64 reference */
 
@@ -123,7 +147,7 @@ static int ref_compute_x(reference *R, const kvc_attn_layout *L, const float *q,
         for (uint32_t j = 0; j < n; j++) {
             double a = 0.0, b = 0.0;
             for (uint32_t i = 0; i < d; i++) {
-                double x = elem(L->dtype, k, kvh + (size_t)j * L->row_stride + i);
+                double x = elem_at(L->dtype, k, kvh + (size_t)j * L->row_stride, i, d);
                 a += qh[i] * x;
                 b += fabs(qh[i] * x);
             }
@@ -140,7 +164,7 @@ static int ref_compute_x(reference *R, const kvc_attn_layout *L, const float *q,
         for (uint32_t i = 0; i < d; i++) {
             double o = 0.0, wa = 0.0;
             for (uint32_t j = 0; j < n; j++) {
-                double p = R->w[(size_t)h * n + j], x = elem(L->dtype, v, kvh + (size_t)j * L->row_stride + i);
+                double p = R->w[(size_t)h * n + j], x = elem_at(L->dtype, v, kvh + (size_t)j * L->row_stride, i, d);
                 o += p * x;
                 wa += p * fabs(x);
             }
@@ -210,16 +234,17 @@ static int buf_make(abuf *B, const acase *c) {
     L->head_dim = c->d;
     L->n_keys = c->n;
     L->dtype = c->dt;
+    const size_t re = row_elems(c->dt, c->d);
     if (c->layout == LAYOUT_TOKEN_MAJOR) { /* head_pad: between heads inside a token's row */
-        L->head_stride = (size_t)c->d + c->head_pad;
+        L->head_stride = re + c->head_pad;
         L->row_stride = L->head_stride * c->hkv + c->row_pad;
     } else {
-        L->row_stride = c->d + c->row_pad;
+        L->row_stride = re + c->row_pad;
         L->head_stride = c->layout == LAYOUT_SHARED ? 0 : (size_t)c->n * L->row_stride + c->head_pad;
     }
     L->scale = c->scale;
     const size_t es = esize(c->dt);
-    const size_t kv_n = (size_t)(c->hkv - 1) * L->head_stride + (size_t)(c->n - 1) * L->row_stride + c->d;
+    const size_t kv_n = (size_t)(c->hkv - 1) * L->head_stride + (size_t)(c->n - 1) * L->row_stride + re;
     B->q = aligned_off((size_t)L->n_q_heads * c->d * 4, c->off * 4, &B->mem[0]);
     B->k = aligned_off(kv_n * es, c->off * es, &B->mem[1]);
     B->v = aligned_off(kv_n * es, c->off * es, &B->mem[2]);
@@ -236,10 +261,16 @@ static int buf_make(abuf *B, const acase *c) {
         rand_elem(c->dt, B->k, i);
         rand_elem(c->dt, B->v, i);
     }
+    if (c->dt == KVC_DTYPE_Q8) {
+        set_q8_scales(L, B->k, 1, 0.0f);
+        set_q8_scales(L, B->v, 1, 0.0f);
+    }
     return 0;
 }
 
-static const char *dt_name(kvc_dtype dt) { return dt == KVC_DTYPE_F32 ? "f32" : dt == KVC_DTYPE_F16 ? "f16" : "bf16"; }
+static const char *dt_name(kvc_dtype dt) {
+    return dt == KVC_DTYPE_F32 ? "f32" : dt == KVC_DTYPE_F16 ? "f16" : dt == KVC_DTYPE_BF16 ? "bf16" : "q8";
+}
 
 /* Compare the kernel's output with the reference; returns the number of bad values. */
 static int compare(const acase *c, const abuf *B, const reference *R, const char *isa) {
@@ -357,6 +388,7 @@ static void cross(kvc_dtype dt) {
 TEST(attn_reference_f32) { cross(KVC_DTYPE_F32); }
 TEST(attn_reference_f16) { cross(KVC_DTYPE_F16); }
 TEST(attn_reference_bf16) { cross(KVC_DTYPE_BF16); }
+TEST(attn_reference_q8) { cross(KVC_DTYPE_Q8); }
 
 /* Group sizes that are not a power of two exercise every head-block
  * remainder (4+2+1, ...); 66 exceeds the 64 heads one pass holds. */
@@ -364,7 +396,7 @@ TEST(attn_odd_group_sizes) {
     isa_saved saved = isa_save();
     static const uint32_t rs[] = {3, 5, 6, 7, 9, 66};
     for (size_t i = 0; i < COUNT(rs); i++)
-        for (int dt = 0; dt < 3; dt++) {
+        for (int dt = 0; dt < N_DT; dt++) {
             acase c;
             memset(&c, 0, sizeof c);
             c.d = i % 2 ? 40 : 128;
@@ -391,7 +423,7 @@ TEST(attn_interleaved_layouts) {
     isa_saved saved = isa_save();
     static const uint32_t hkvs[] = {2, 3, 8, 12};
     unsigned id = 0;
-    for (int dt = 0; dt < 3; dt++)
+    for (int dt = 0; dt < N_DT; dt++)
         for (size_t a = 0; a < COUNT(hkvs); a++)
             for (int layout = LAYOUT_TOKEN_MAJOR; layout <= LAYOUT_SHARED; layout++, id++) {
                 acase c;
@@ -447,7 +479,7 @@ TEST(attn_interleaved_layouts) {
  * or spread over +-500 (most weights underflow): all finite, no NaN. */
 TEST(attn_extreme_logits) {
     isa_saved saved = isa_save();
-    for (int dt = 0; dt < 3; dt++)
+    for (int dt = 0; dt < N_DT; dt++)
         for (int kind = 0; kind < 3; kind++) {
             acase c;
             memset(&c, 0, sizeof c);
@@ -517,7 +549,7 @@ TEST(attn_exact_logits) {
     isa_saved saved = isa_save();
     static const uint32_t ds[] = {16, 40, 128};
     static const uint32_t ns[] = {50, 1000};
-    for (int dt = 0; dt < 3; dt++)
+    for (int dt = 0; dt < N_DT; dt++)
         for (size_t a = 0; a < COUNT(ds); a++)
             for (size_t b = 0; b < COUNT(ns); b++) {
                 acase c;
@@ -543,7 +575,9 @@ TEST(attn_exact_logits) {
                     float x = (float)((int)(rnd() % 7) - 3);
                     uint32_t u;
                     memcpy(&u, &x, 4);
-                    if (es == 4)
+                    if (es == 1)
+                        ((int8_t *)B.k)[i] = (int8_t)x; /* with scale 1 (below) */
+                    else if (es == 4)
                         memcpy((float *)B.k + i, &x, 4);
                     else if (c.dt == KVC_DTYPE_BF16)
                         ((uint16_t *)B.k)[i] = (uint16_t)(u >> 16); /* exact: 3 significant bits */
@@ -552,6 +586,7 @@ TEST(attn_exact_logits) {
                                                                          ((((u >> 23) & 0xff) - 112) << 10) |
                                                                          ((u >> 13) & 0x3ff));
                 }
+                if (c.dt == KVC_DTYPE_Q8) set_q8_scales(&B.L, B.k, 0, 1.0f);
                 if (ref_compute_x(&R, &B.L, B.q, B.k, B.v, 1)) {
                     buf_free(&B);
                     REQUIRE(0);
@@ -586,7 +621,7 @@ TEST(attn_exact_logits) {
  * weights are exactly equal (1/n) and out is the mean of V. */
 TEST(attn_all_equal_keys) {
     isa_saved saved = isa_save();
-    for (int dt = 0; dt < 3; dt++) {
+    for (int dt = 0; dt < N_DT; dt++) {
         acase c;
         memset(&c, 0, sizeof c);
         c.d = 80;
@@ -607,7 +642,7 @@ TEST(attn_all_equal_keys) {
         for (uint32_t h = 0; h < c.hkv; h++)
             for (uint32_t j = 1; j < c.n; j++)
                 memcpy((char *)B.k + (h * B.L.head_stride + j * B.L.row_stride) * es,
-                       (char *)B.k + h * B.L.head_stride * es, c.d * es);
+                       (char *)B.k + h * B.L.head_stride * es, row_elems(c.dt, c.d) * es);
         if (ref_compute(&R, &B.L, B.q, B.k, B.v)) {
             buf_free(&B);
             REQUIRE(0);
@@ -640,10 +675,10 @@ TEST(attn_no_read_past_end) {
     REQUIRE(page > 0);
     isa_saved saved = isa_save();
     static const uint32_t ds[] = {1, 3, 17, 40, 72};
-    for (int dt = 0; dt < 3; dt++)
+    for (int dt = 0; dt < N_DT; dt++)
         for (size_t a = 0; a < COUNT(ds); a++) {
             const uint32_t d = ds[a], n = 19;
-            const size_t es = esize((kvc_dtype)dt), bytes = (size_t)n * d * es;
+            const size_t es = esize((kvc_dtype)dt), re = row_elems((kvc_dtype)dt, d), bytes = (size_t)n * re * es;
             const size_t span = ((bytes + (size_t)page - 1) / (size_t)page + 1) * (size_t)page;
             char *region[2];
             for (int b = 0; b < 2; b++) {
@@ -652,13 +687,17 @@ TEST(attn_no_read_past_end) {
                 REQUIRE(mprotect(region[b] + span - page, (size_t)page, PROT_NONE) == 0);
             }
             void *k = region[0] + span - page - bytes, *v = region[1] + span - page - bytes;
-            for (size_t i = 0; i < (size_t)n * d; i++) {
+            for (size_t i = 0; i < (size_t)n * re; i++) {
                 rand_elem((kvc_dtype)dt, k, i);
                 rand_elem((kvc_dtype)dt, v, i);
             }
             float q[2 * 72], out[2 * 72], w[2 * 19];
             for (size_t i = 0; i < 2 * d; i++) q[i] = unif();
-            kvc_attn_layout L = {2, 1, d, n, (kvc_dtype)dt, d, (size_t)n * d, 0.0f};
+            kvc_attn_layout L = {2, 1, d, n, (kvc_dtype)dt, re, (size_t)n * re, 0.0f};
+            if (dt == KVC_DTYPE_Q8) {
+                set_q8_scales(&L, k, 1, 0.0f);
+                set_q8_scales(&L, v, 1, 0.0f);
+            }
             reference R = {0};
             REQUIRE(ref_compute(&R, &L, q, k, v) == 0);
             for (size_t s = 0; s < COUNT(ISA_NAMES); s++) {
@@ -751,8 +790,19 @@ TEST(attn_argument_errors) {
     CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_EINVAL);
     L = ok, L.n_keys = 0;
     CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_EINVAL);
-    L = ok, L.dtype = (kvc_dtype)3;
+    L = ok, L.dtype = (kvc_dtype)4;
     CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_EINVAL);
+    /* Q8 rows end in their scale: 4 values + 4 bytes; strides in bytes */
+    L = ok, L.dtype = KVC_DTYPE_Q8, L.row_stride = 7, L.head_stride = 32;
+    CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_EINVAL);
+    L.row_stride = 8;
+    CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_OK);
+    CHECK_EQ(kvc_row_bytes(KVC_DTYPE_F32, 5), 20u);
+    CHECK_EQ(kvc_row_bytes(KVC_DTYPE_F16, 5), 10u);
+    CHECK_EQ(kvc_row_bytes(KVC_DTYPE_BF16, 5), 10u);
+    CHECK_EQ(kvc_row_bytes(KVC_DTYPE_Q8, 5), 12u);
+    CHECK_EQ(kvc_row_bytes(KVC_DTYPE_Q8, 128), 132u);
+    CHECK_EQ(kvc_row_bytes((kvc_dtype)4, 5), 0u);
     L = ok, L.row_stride = 3;
     CHECK_EQ(kvc_attention(&L, q, kv, kv, out, NULL, 0), KVC_EINVAL);
     L = ok, L.n_kv_heads = 2, L.head_stride = 14; /* heads overlap: read-only, so fine */
@@ -777,6 +827,45 @@ TEST(attn_argument_errors) {
     CHECK_EQ(kvc_attention_heads(&L, 0, 3, q, kv, kv, out, NULL, 0), KVC_ERANGE);
     CHECK_EQ(kvc_attention_heads(NULL, 0, 1, q, kv, kv, out, NULL, 0), KVC_EINVAL);
     CHECK_EQ(kvc_attention_heads(&L, 0, 1, q, kv, kv, out, w, 1), KVC_EINVAL);
+}
+
+/* kvc_quantize_q8: the documented rule (scale max|x|/127, round half to
+ * even), its error bound on random rows, zero and tiny rows, bad input. */
+TEST(attn_quantize_q8) {
+    uint8_t row[64 + 8];
+    float s;
+    const float x[5] = {1.0f, -0.5f, 0.25f, 0.0f, 0.00393700787f}; /* 127*0.5 = 63.5: a tie, to -64 */
+    CHECK_EQ(kvc_quantize_q8(x, 5, row), KVC_OK);
+    const int8_t *q = (const int8_t *)row;
+    CHECK(q[0] == 127 && q[1] == -64 && q[2] == 32 && q[3] == 0 && q[4] == 0);
+    CHECK(row[5] == 0 && row[6] == 0 && row[7] == 0); /* padding to the scale */
+    memcpy(&s, row + 8, 4);
+    CHECK(s == 1.0f / 127.0f);
+    float zero[3] = {0, -0.0f, 0};
+    CHECK_EQ(kvc_quantize_q8(zero, 3, row), KVC_OK);
+    memcpy(&s, row + 4, 4);
+    CHECK(s == 0.0f && q[0] == 0 && q[1] == 0 && q[2] == 0);
+    float tiny[2] = {1e-40f, -3e-41f}; /* subnormal: 127/max must not overflow */
+    CHECK_EQ(kvc_quantize_q8(tiny, 2, row), KVC_OK);
+    CHECK(q[0] == 127 && q[1] == -38);
+    int bad = 0;
+    for (int t = 0; t < 200; t++) {
+        float v[64];
+        const uint32_t d = 1 + (uint32_t)(rnd() % 64);
+        for (uint32_t i = 0; i < d; i++) v[i] = unif() * (t % 2 ? 1e3f : 1e-3f);
+        CHECK_EQ(kvc_quantize_q8(v, d, row), KVC_OK);
+        memcpy(&s, row + ((d + 3) & ~3u), 4);
+        for (uint32_t i = 0; i < d; i++)
+            bad += !(fabs((double)s * q[i] - v[i]) <= 0.5 * s * (1 + 4 * U) + 2 * U * fabs(v[i]));
+    }
+    CHECKF(bad == 0, "%d quantised values off by more than s/2", bad);
+    float nan_row[2] = {1.0f, NAN};
+    memset(row, 0x5a, sizeof row);
+    CHECK_EQ(kvc_quantize_q8(nan_row, 2, row), KVC_ENONFINITE);
+    CHECK(row[0] == 0x5a && row[7] == 0x5a);
+    CHECK_EQ(kvc_quantize_q8(NULL, 2, row), KVC_EINVAL);
+    CHECK_EQ(kvc_quantize_q8(x, 2, NULL), KVC_EINVAL);
+    CHECK_EQ(kvc_quantize_q8(x, 0, row), KVC_EINVAL);
 }
 
 /* ISA selection: names, support, the KVC_FORCE_ISA override. */

@@ -2,6 +2,8 @@
 #ifndef KVC_ATTN_H
 #define KVC_ATTN_H
 
+#include <string.h>
+
 #include "kvc.h"
 
 /* The SIMD kernels' register blocks are arrays indexed by compile-time
@@ -17,6 +19,21 @@
 #define AI static inline
 #define UNROLL
 #endif
+
+/* Bytes per element (Q8: the int8 values; each row also ends in its scale). */
+static inline size_t kvc__esize(kvc_dtype dt) { return dt == KVC_DTYPE_F32 ? 4 : dt == KVC_DTYPE_Q8 ? 1 : 2; }
+/* Q8: byte offset of a row's f32 scale, after its d int8 values. */
+static inline size_t kvc__q8_scale_off(uint32_t d) { return ((size_t)d + 3) & ~(size_t)3; }
+/* Bytes one row of d elements spans (what kvc_row_bytes() returns). */
+static inline size_t kvc__row_bytes(kvc_dtype dt, uint32_t d) {
+    return dt == KVC_DTYPE_Q8 ? kvc__q8_scale_off(d) + 4 : (size_t)d * kvc__esize(dt);
+}
+/* The scale of a Q8 row (1 for the other dtypes, where it is never used). */
+static inline float kvc__row_scale(const void *row, uint32_t d, kvc_dtype dt) {
+    float s = 1.0f;
+    if (dt == KVC_DTYPE_Q8) memcpy(&s, (const char *)row + kvc__q8_scale_off(d), sizeof s);
+    return s;
+}
 
 #define KVC__MAXJ 8 /* jobs per kernel call (kv heads read tile by tile together) */
 

@@ -17,6 +17,10 @@
 
 #include "attn/attn.h"
 
+#ifndef KVC__PF_HINT
+#define KVC__PF_HINT _MM_HINT_T1
+#endif
+
 #define VW 8
 #define QK_LANES 8
 #define QBUF 1
@@ -29,13 +33,15 @@ AI __m256 widen(__m128i h, kvc_dtype dt) {
 /* 8 elements of a row from element i, widened to f32 (exact). */
 AI __m256 ld(const void *row, uint32_t i, kvc_dtype dt) {
     if (dt == KVC_DTYPE_F32) return _mm256_loadu_ps((const float *)row + i);
+    if (dt == KVC_DTYPE_Q8) /* the integers; the caller applies the row's scale */
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)((const int8_t *)row + i))));
     return widen(_mm_loadu_si128((const __m128i *)(const void *)((const uint16_t *)row + i)), dt);
 }
 
 /* Ask for a row of the next tile while this one is computed (see avx512.c). */
 AI void prefetch_row(const char *row, size_t bytes) {
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T1);
-    if ((uintptr_t)row & 63) _mm_prefetch(row + bytes - 1, _MM_HINT_T1);
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(row + o, KVC__PF_HINT);
+    if ((uintptr_t)row & 63) _mm_prefetch(row + bytes - 1, KVC__PF_HINT);
 }
 
 /* Lane mask for the first k (< 8 or more) lanes. */
@@ -46,6 +52,11 @@ AI __m256i lanes(uint32_t k) {
 /* The first k (< 8) elements from element i, the rest 0. */
 AI __m256 ldm(const void *row, uint32_t i, uint32_t k, kvc_dtype dt) {
     if (dt == KVC_DTYPE_F32) return _mm256_maskload_ps((const float *)row + i, lanes(k));
+    if (dt == KVC_DTYPE_Q8) {
+        int8_t b8[16] = {0};
+        memcpy(b8, (const int8_t *)row + i, k);
+        return ld(b8, 0, dt);
+    }
     uint16_t buf[8] = {0};
     memcpy(buf, (const uint16_t *)row + i, (size_t)k * 2);
     return widen(_mm_loadu_si128((const __m128i *)(const void *)buf), dt);
@@ -104,9 +115,9 @@ AI __m256 fold8(const __m256 *a) {
     return _mm256_add_ps(_mm256_permute2f128_ps(c[0], c[1], 0x20), _mm256_permute2f128_ps(c[0], c[1], 0x31));
 }
 
-/* Logits of HB heads x KB keys (HB*KB = 8), scaled, into s[h*TILE + j ...]. */
+/* Logits of HB heads x KB keys (HB*KB = 8), scaled, into s[h*ss + j ...]. */
 AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, int KB, kvc_dtype dt, float scale,
-                 float *s, uint32_t j) {
+                 float *s, size_t ss, uint32_t j) {
     __m256 acc[8];
     UNROLL
     for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_ps();
@@ -134,16 +145,23 @@ AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, 
         }
     }
     float tmp[8] __attribute__((aligned(32)));
-    _mm256_store_ps(tmp, _mm256_mul_ps(fold8(acc), _mm256_set1_ps(scale)));
+    __m256 sc = _mm256_set1_ps(scale);
+    if (dt == KVC_DTYPE_Q8) { /* lane h*KB + b: key b's row scale */
+        float ks[8];
+        UNROLL
+        for (int a = 0; a < 8; a++) ks[a] = scale * kvc__row_scale(kr[a % KB], d, dt);
+        sc = _mm256_loadu_ps(ks);
+    }
+    _mm256_store_ps(tmp, _mm256_mul_ps(fold8(acc), sc));
     UNROLL
-    for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * TILE + j, tmp + h * KB, (size_t)KB * sizeof(float));
+    for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * ss + j, tmp + h * KB, (size_t)KB * sizeof(float));
 }
 
 /* out[h][off..off+8*DC) = out*corr[h] + sum_j p[h][j] * V[j][off..] for HB
  * heads; `masked` handles the last, partial group of columns. */
 AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, int DC, uint32_t off, uint32_t d,
-                 bool masked, kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
-    const size_t rb = (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2);
+                 bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
+    const size_t rb = kvc__row_bytes(dt, d);
     __m256 acc[4][4];
     uint32_t cnt[4];
     UNROLL
@@ -158,7 +176,8 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
     }
     for (uint32_t j = 0; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
-        if (j < t_next) prefetch_row(row + (size_t)TILE * rs, rb);
+        if (j < npf) prefetch_row(pf + (size_t)j * rs, rb);
+        const float vsc = kvc__row_scale(row, d, dt); /* Q8 */
         __m256 v[4];
         UNROLL
         for (int c = 0; c < DC; c++)
@@ -167,7 +186,7 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
                                          : cnt[c] ? ldm(row, off + 8 * c, cnt[c], dt) : _mm256_setzero_ps();
         UNROLL
         for (int h = 0; h < HB; h++) {
-            __m256 pb = _mm256_broadcast_ss(p + (size_t)h * TILE + j);
+            __m256 pb = _mm256_set1_ps(p[(size_t)h * ss + j] * vsc);
             UNROLL
             for (int c = 0; c < DC; c++) acc[h][c] = _mm256_fmadd_ps(pb, v[c], acc[h][c]);
         }
@@ -208,9 +227,9 @@ AI void q_prepare(int var, kvc_dtype dt, const float *q, uint32_t G, uint32_t d,
 }
 
 AI void qk_block(int var, const float *q, const float *qbuf, uint32_t d, const char *const *kr, int HB, int KB,
-                 kvc_dtype dt, float scale, float *s, uint32_t j) {
+                 kvc_dtype dt, float scale, float *s, size_t ss, uint32_t j) {
     (void)var, (void)qbuf;
-    qk_block_gen(q, d, kr, HB, KB, dt, scale, s, j);
+    qk_block_gen(q, d, kr, HB, KB, dt, scale, s, ss, j);
 }
 
 /* 4 heads x 2 vectors, or 2 and 1 heads x 4 vectors: 8 or 4 accumulators + V */
@@ -220,9 +239,10 @@ AI uint32_t pv_cols(int var, int HB) {
 }
 
 AI void pv_block(int var, const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
-                 bool masked, kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
+                 bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf,
+                 size_t ss) {
     (void)var;
-    pv_block_gen(vt, rs, t, p, HB, HB == 4 ? 2 : 4, off, d, masked, dt, out, corr, t_next);
+    pv_block_gen(vt, rs, t, p, HB, HB == 4 ? 2 : 4, off, d, masked, dt, out, corr, pf, npf, ss);
 }
 
 #include "attn/driver.h"
@@ -232,6 +252,8 @@ void kvc__attn_avx2(const kvc__attn_job *jobs, uint32_t n) {
         drive(jobs, n, KVC_DTYPE_F16, 0);
     else if (jobs[0].dtype == KVC_DTYPE_BF16)
         drive(jobs, n, KVC_DTYPE_BF16, 0);
+    else if (jobs[0].dtype == KVC_DTYPE_Q8)
+        drive(jobs, n, KVC_DTYPE_Q8, 0);
     else
         drive(jobs, n, KVC_DTYPE_F32, 0);
 }

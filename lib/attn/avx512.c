@@ -17,6 +17,10 @@
 
 #include "attn/attn.h"
 
+#ifndef KVC__PF_HINT
+#define KVC__PF_HINT _MM_HINT_T1
+#endif
+
 #define VW 16
 #define QK_LANES 16
 #define QBUF 4096 /* floats of split q for the bf16 pairs variant (all jobs of a call) */
@@ -33,9 +37,12 @@ AI vf v_max(vf a, vf b) { return _mm512_max_ps(a, b); }
 AI float v_hmax(vf a) { return _mm512_reduce_max_ps(a); }
 AI float v_hsum(vf a) { return _mm512_reduce_add_ps(a); }
 
-/* 16 elements of a row starting at element i, widened to f32 (exact). */
+/* 16 elements of a row starting at element i, widened to f32 (exact; Q8:
+ * the integers, the row's scale is applied by the caller). */
 AI __m512 ld(const void *row, uint32_t i, kvc_dtype dt) {
     if (dt == KVC_DTYPE_F32) return _mm512_loadu_ps((const float *)row + i);
+    if (dt == KVC_DTYPE_Q8)
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)((const int8_t *)row + i))));
     __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)row + i));
     if (dt == KVC_DTYPE_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
@@ -44,6 +51,7 @@ AI __m512 ld(const void *row, uint32_t i, kvc_dtype dt) {
 /* Same, lanes outside `m` read as 0 and not accessed. */
 AI __m512 ldm(const void *row, uint32_t i, __mmask16 m, kvc_dtype dt) {
     if (dt == KVC_DTYPE_F32) return _mm512_maskz_loadu_ps(m, (const float *)row + i);
+    if (dt == KVC_DTYPE_Q8) return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const int8_t *)row + i)));
     __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i);
     if (dt == KVC_DTYPE_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
@@ -52,8 +60,8 @@ AI __m512 ldm(const void *row, uint32_t i, __mmask16 m, kvc_dtype dt) {
 /* Ask for a row of the next tile while this one is computed: the DRAM
  * stream then never waits for the core (prefetches never fault). */
 AI void prefetch_row(const char *row, size_t bytes) {
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T1);
-    if ((uintptr_t)row & 63) _mm_prefetch(row + bytes - 1, _MM_HINT_T1); /* the line the loop missed */
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(row + o, KVC__PF_HINT);
+    if ((uintptr_t)row & 63) _mm_prefetch(row + bytes - 1, KVC__PF_HINT); /* the line the loop missed */
 }
 
 AI __mmask16 tail_mask(uint32_t k) { return (__mmask16)(k >= 16 ? 0xffffu : (1u << k) - 1u); }
@@ -97,9 +105,9 @@ AI __m512 fold16(const __m512 *a) {
 }
 
 /* Logits of HB heads (rows q, q+d, ...) x KB keys (rows kr[]), HB*KB = 16,
- * scaled; head h's keys land in s[h*TILE + j ...]. */
+ * scaled; head h's keys land in s[h*ss + j ...]. */
 AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, int KB, kvc_dtype dt, float scale,
-                 float *s, uint32_t j) {
+                 float *s, size_t ss, uint32_t j) {
     __m512 acc[16];
     UNROLL
     for (int a = 0; a < 16; a++) acc[a] = _mm512_setzero_ps();
@@ -128,16 +136,23 @@ AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, 
         }
     }
     float tmp[16] __attribute__((aligned(64)));
-    _mm512_store_ps(tmp, _mm512_mul_ps(fold16(acc), _mm512_set1_ps(scale)));
+    __m512 sc = _mm512_set1_ps(scale);
+    if (dt == KVC_DTYPE_Q8) { /* lane h*KB + b: key b's row scale */
+        float ks[16];
+        UNROLL
+        for (int a = 0; a < 16; a++) ks[a] = scale * kvc__row_scale(kr[a % KB], d, dt);
+        sc = _mm512_loadu_ps(ks);
+    }
+    _mm512_store_ps(tmp, _mm512_mul_ps(fold16(acc), sc));
     UNROLL
-    for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * TILE + j, tmp + h * KB, (size_t)KB * sizeof(float));
+    for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * ss + j, tmp + h * KB, (size_t)KB * sizeof(float));
 }
 
 /* out[h][off..off+64) = out*corr[h] + sum_j p[h][j] * V[j][off..], for HB
  * heads; `masked` handles the last, partial group of columns. */
 AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d, bool masked,
-                 kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
-    const size_t rb = (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2);
+                 kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
+    const size_t rb = kvc__row_bytes(dt, d);
     __m512 acc[4][4];
     __mmask16 mk[4];
     UNROLL
@@ -152,13 +167,14 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
     }
     for (uint32_t j = 0; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
-        if (j < t_next) prefetch_row(row + (size_t)TILE * rs, rb);
+        if (j < npf) prefetch_row(pf + (size_t)j * rs, rb);
+        const float vsc = kvc__row_scale(row, d, dt); /* Q8 */
         __m512 v[4];
         UNROLL
         for (int c = 0; c < 4; c++) v[c] = masked ? ldm(row, off + 16 * c, mk[c], dt) : ld(row, off + 16 * c, dt);
         UNROLL
         for (int h = 0; h < HB; h++) {
-            __m512 pb = _mm512_set1_ps(p[(size_t)h * TILE + j]);
+            __m512 pb = _mm512_set1_ps(p[(size_t)h * ss + j] * vsc);
             UNROLL
             for (int c = 0; c < 4; c++) acc[h][c] = _mm512_fmadd_ps(pb, v[c], acc[h][c]);
         }
@@ -201,7 +217,7 @@ AI void split_q(float *qs, const float *q, uint32_t G, uint32_t d) {
 }
 
 AI void qk_block_pairs(const float *qs, uint32_t d, const char *const *kr, int HB, int KB, float scale, float *s,
-                       uint32_t j) {
+                       size_t ss, uint32_t j) {
     __m512 acc[16];
     UNROLL
     for (int a = 0; a < 16; a++) acc[a] = _mm512_setzero_ps();
@@ -226,14 +242,14 @@ AI void qk_block_pairs(const float *qs, uint32_t d, const char *const *kr, int H
     float tmp[16] __attribute__((aligned(64)));
     _mm512_store_ps(tmp, _mm512_mul_ps(fold16(acc), _mm512_set1_ps(scale)));
     UNROLL
-    for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * TILE + j, tmp + h * KB, (size_t)KB * sizeof(float));
+    for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * ss + j, tmp + h * KB, (size_t)KB * sizeof(float));
 }
 
 /* As pv_block over columns [off, off + 64) (or [off, off + 32) when `half`),
  * sums in even/odd order: acc[h][2g] holds columns off+32g+2i, acc[h][2g+1]
  * columns off+32g+2i+1. */
 AI void pv_block_pairs(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
-                       bool half, float *out, const float *corr, uint32_t t_next) {
+                       bool half, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
     const size_t rb = (size_t)d * 2;
     const int NG = half ? 1 : 2;
     __m512 acc[4][4];
@@ -244,7 +260,7 @@ AI void pv_block_pairs(const char *vt, size_t rs, uint32_t t, const float *p, in
     }
     for (uint32_t j = 0; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
-        if (j < t_next) prefetch_row(row + (size_t)TILE * rs, rb);
+        if (j < npf) prefetch_row(pf + (size_t)j * rs, rb);
         __m512 v[4];
         UNROLL
         for (int g = 0; g < NG; g++) {
@@ -254,7 +270,7 @@ AI void pv_block_pairs(const char *vt, size_t rs, uint32_t t, const float *p, in
         }
         UNROLL
         for (int h = 0; h < HB; h++) {
-            __m512 pb = _mm512_set1_ps(p[(size_t)h * TILE + j]);
+            __m512 pb = _mm512_set1_ps(p[(size_t)h * ss + j]);
             UNROLL
             for (int c = 0; c < 2 * NG; c++) acc[h][c] = _mm512_fmadd_ps(pb, v[c], acc[h][c]);
         }
@@ -284,11 +300,11 @@ AI void q_prepare(int var, kvc_dtype dt, const float *q, uint32_t G, uint32_t d,
 }
 
 AI void qk_block(int var, const float *q, const float *qbuf, uint32_t d, const char *const *kr, int HB, int KB,
-                 kvc_dtype dt, float scale, float *s, uint32_t j) {
+                 kvc_dtype dt, float scale, float *s, size_t ss, uint32_t j) {
     if (var == VAR_PAIRS)
-        qk_block_pairs(qbuf, d, kr, HB, KB, scale, s, j);
+        qk_block_pairs(qbuf, d, kr, HB, KB, scale, s, ss, j);
     else
-        qk_block_gen(q, d, kr, HB, KB, dt, scale, s, j);
+        qk_block_gen(q, d, kr, HB, KB, dt, scale, s, ss, j);
 }
 
 AI uint32_t pv_cols(int var, int HB) {
@@ -299,11 +315,12 @@ AI uint32_t pv_cols(int var, int HB) {
 
 /* For the pairs variant `masked` means the last 32 columns (d % 32 == 0). */
 AI void pv_block(int var, const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
-                 bool masked, kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
+                 bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf,
+                 size_t ss) {
     if (var == VAR_PAIRS)
-        pv_block_pairs(vt, rs, t, p, HB, off, d, masked, out, corr, t_next);
+        pv_block_pairs(vt, rs, t, p, HB, off, d, masked, out, corr, pf, npf, ss);
     else
-        pv_block_gen(vt, rs, t, p, HB, off, d, masked, dt, out, corr, t_next);
+        pv_block_gen(vt, rs, t, p, HB, off, d, masked, dt, out, corr, pf, npf, ss);
 }
 
 AI vf v_exp(vf x) { return exp16(x); }
@@ -319,6 +336,8 @@ void kvc__attn_avx512(const kvc__attn_job *jobs, uint32_t n) {
         drive(jobs, n, KVC_DTYPE_BF16, VAR_PAIRS);
     else if (jobs[0].dtype == KVC_DTYPE_BF16)
         drive(jobs, n, KVC_DTYPE_BF16, VAR_GENERAL);
+    else if (jobs[0].dtype == KVC_DTYPE_Q8)
+        drive(jobs, n, KVC_DTYPE_Q8, VAR_GENERAL);
     else
         drive(jobs, n, KVC_DTYPE_F32, VAR_GENERAL);
 }

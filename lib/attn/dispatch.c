@@ -100,6 +100,10 @@ static const isa_entry *pick(void) {
 
 const char *kvc_active_isa(void) { return pick()->name; }
 
+size_t kvc_row_bytes(kvc_dtype dtype, uint32_t head_dim) {
+    return (unsigned)dtype > KVC_DTYPE_Q8 ? 0 : kvc__row_bytes(dtype, head_dim);
+}
+
 int kvc_set_isa(const char *isa) {
     if (!isa || strcmp(isa, "auto") == 0) {
         atomic_store_explicit(&active, best(), memory_order_release);
@@ -126,7 +130,7 @@ int kvc__attention_heads(const kvc_attn_layout *L, uint32_t kv_begin, uint32_t k
                          const void *k, const void *v, float *out, float *weights, size_t weights_stride) {
     kvc__attn_fn fn = pick()->fn;
     const uint32_t r = L->n_q_heads / L->n_kv_heads, d = L->head_dim;
-    const size_t esz = L->dtype == KVC_DTYPE_F32 ? 4 : 2;
+    const size_t esz = kvc__esize(L->dtype);
     const float scale = L->scale > 0.0f ? L->scale : 1.0f / sqrtf((float)d);
     const bool interleaved = kv_end - kv_begin > 1 && L->head_stride < (size_t)L->n_keys * L->row_stride;
     const uint32_t batch = interleaved ? KVC__MAXJ : 1;
@@ -174,13 +178,15 @@ static int check_layout(const kvc_attn_layout *L, const float *q, const void *k,
                         const float *weights, size_t weights_stride) {
     if (!L || !q || !k || !v || !out) return KVC_EINVAL;
     if (!L->n_q_heads || !L->n_kv_heads || !L->head_dim || !L->n_keys) return KVC_EINVAL;
-    if (L->n_q_heads % L->n_kv_heads || (unsigned)L->dtype > KVC_DTYPE_BF16) return KVC_EINVAL;
-    if (L->row_stride < L->head_dim) return KVC_EINVAL;
+    if (L->n_q_heads % L->n_kv_heads || (unsigned)L->dtype > KVC_DTYPE_Q8) return KVC_EINVAL;
+    /* a row: head_dim elements (Q8: head_dim bytes, then its f32 scale) */
+    const size_t esz = kvc__esize(L->dtype), row = kvc__row_bytes(L->dtype, L->head_dim) / esz;
+    if (L->row_stride < row) return KVC_EINVAL;
     if (weights && weights_stride < L->n_keys) return KVC_EINVAL;
     if (!(L->scale >= 0.0f) || isinf(L->scale)) return KVC_EINVAL;
     /* every offset the kernels form must fit: one head's rows, all heads, q/out, weights */
-    size_t esz = L->dtype == KVC_DTYPE_F32 ? 4 : 2, head;
-    if (!span_ok(L->n_keys, L->row_stride, L->head_dim, esz, &head) ||
+    size_t head;
+    if (!span_ok(L->n_keys, L->row_stride, row, esz, &head) ||
         !span_ok(L->n_kv_heads, L->head_stride, head, esz, NULL) ||
         !span_ok(L->n_q_heads, L->head_dim, L->head_dim, sizeof(float), NULL) ||
         (weights && !span_ok(L->n_q_heads, weights_stride, L->n_keys, sizeof(float), NULL)))

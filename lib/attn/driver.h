@@ -4,20 +4,22 @@
  * with its own inner blocks. Everything here is always-inline, so each ISA
  * and dtype gets a fully specialised kernel, as if written out by hand.
  *
- * Per kv head (one job), keys go by tiles of TILE rows. A tile of K and V is
- * fetched from memory once; every query head of the group then reuses it
- * from L1/L2, so memory traffic is one pass whatever the GQA ratio.
+ * Per kv head (one job), keys go by chunks (see drive()), each read in
+ * three passes, QK, softmax, PV, by tiles of TILE rows. Every query head of
+ * the group uses a tile while it is in L1/L2, so memory traffic is one pass
+ * over K and V whatever the GQA ratio.
  *  - QK: QK_LANES dot products at a time (4 heads x QK_LANES/4 keys, 2 x
- *    QK_LANES/2 or 1 x QK_LANES) by the ISA's qk_block; the first head block
- *    also prefetches the next tile's K rows.
- *  - Online softmax per head: running max m and sum l; the tile's
- *    probabilities overwrite its logits in the scratch; raw logits go to the
- *    weights row and are normalised in place at the end (no pass over K/V).
+ *    QK_LANES/2 or 1 x QK_LANES) by the ISA's qk_block, logits into a score
+ *    scratch; the first head block prefetches what is read next.
+ *  - Softmax per head over the chunk: running max m and sum l (online across
+ *    chunks); probabilities overwrite the logits in the scratch; raw logits
+ *    go to the weights row and are normalised in place at the end (no pass
+ *    over K/V).
  *  - PV: the ISA's pv_block keeps up to 4 heads x pv_cols(...) output floats
- *    in registers across the tile, each V row slice converted once for all
- *    of them, then folds the tile's sum into out with the correction factor
- *    (blocked summation keeps the rounding error ~ (TILE + n/TILE) ulps
- *    instead of n); the first call also prefetches the next tile's V rows.
+ *    in registers across a tile, each V row slice converted once for all of
+ *    them, then folds the tile's sum into out (with the chunk's correction
+ *    factor on its first tile): blocked summation keeps the rounding error
+ *    ~ (TILE + n/TILE) ulps instead of n.
  *
  * The including file defines, before including this header:
  *  - vf, VW: its f32 vector type and lane count, and v_load, v_store
@@ -28,11 +30,13 @@
  *  - q_prepare(var, dt, q, G, d, qbuf): the G query rows in the form variant
  *    `var` (nonzero) reads them, in qbuf (the caller chose a variant whose
  *    form fits QBUF for every head block of the job);
- *  - qk_block(var, q, qbuf, d, kr, HB, KB, dt, scale, s, j): HB x KB scaled
- *    logits into s[h * TILE + j + b] (q and qbuf point at the block's first
- *    head), rows kr[0..KB);
+ *  - qk_block(var, q, qbuf, d, kr, HB, KB, dt, scale, s, ss, j): HB x KB
+ *    scaled logits into s[h * ss + j + b] (q and qbuf point at the block's
+ *    first head), rows kr[0..KB);
  *  - pv_cols(var, HB): output columns one pv_block covers for HB heads;
- *  - pv_block(var, vt, rs, t, p, HB, off, d, masked, dt, out, corr, t_next);
+ *  - pv_block(var, vt, rs, t, p, HB, off, d, masked, dt, out, corr, pf, npf,
+ *    ss): out[h][off..] = out*corr[h] + sum_j p[h*ss + j] V[j][off..] over
+ *    t rows, prefetching npf rows from pf (rs apart) on the way;
  *  - prefetch_row(row, bytes).
  * `var` is a compile-time constant selecting a variant of the inner blocks
  * (e.g. bf16 by pairs on AVX-512); 0 is the general one. */
@@ -46,84 +50,96 @@
 
 #include "attn/attn.h"
 
-AI size_t row_bytes(uint32_t d, kvc_dtype dt) { return (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2); }
+AI size_t row_bytes(uint32_t d, kvc_dtype dt) { return kvc__row_bytes(dt, d); }
 
-/* QK over t keys for heads [h, h+HB) in blocks of KB keys. Past the tile's
- * last key the row pointer repeats that key; those logits are never read. */
+/* QK over t keys for heads [h, h+HB) in blocks of KB keys, logits into
+ * s[h * ss + j]. Past the tile's last key the row pointer repeats that key;
+ * those logits are never read. The first head block also prefetches npf
+ * rows from pf (rs apart): what the pass after this tile reads first. */
 AI void qk_heads(int var, const float *q, const float *qbuf, uint32_t h, int HB, int KB, uint32_t d, const char *kt,
-                 size_t rs, uint32_t t, uint32_t t_next, kvc_dtype dt, float scale, float *s) {
+                 size_t rs, uint32_t t, const char *pf, uint32_t npf, kvc_dtype dt, float scale, float *s, size_t ss) {
     const char *kr[QK_LANES];
     const size_t rb = row_bytes(d, dt);
-    const char *pf = kt + (size_t)TILE * rs;
     for (uint32_t j = 0; j < t; j += (uint32_t)KB) {
         UNROLL
         for (int b = 0; b < KB; b++) kr[b] = kt + (size_t)(j + (uint32_t)b < t ? j + (uint32_t)b : t - 1) * rs;
         if (h == 0)
-            for (uint32_t b = j; b < j + (uint32_t)KB && b < t_next; b++) prefetch_row(pf + (size_t)b * rs, rb);
-        qk_block(var, q + (size_t)h * d, qbuf + (size_t)h * d, d, kr, HB, KB, dt, scale, s + (size_t)h * TILE, j);
+            for (uint32_t b = j; b < j + (uint32_t)KB && b < npf; b++) prefetch_row(pf + (size_t)b * rs, rb);
+        qk_block(var, q + (size_t)h * d, qbuf + (size_t)h * d, d, kr, HB, KB, dt, scale, s + (size_t)h * ss, ss, j);
     }
 }
 
-/* QK for the whole tile: heads by 4, then 2, then 1. */
+/* QK for one tile of t keys: heads by 4, then 2, then 1. */
 AI void qk_tile(int var, const float *q, const float *qbuf, uint32_t G, uint32_t d, const char *kt, size_t rs,
-                uint32_t t, uint32_t t_next, kvc_dtype dt, float scale, float *s) {
+                uint32_t t, const char *pf, uint32_t npf, kvc_dtype dt, float scale, float *s, size_t ss) {
     uint32_t h = 0;
-    for (; h + 4 <= G; h += 4) qk_heads(var, q, qbuf, h, 4, QK_LANES / 4, d, kt, rs, t, t_next, dt, scale, s);
+    for (; h + 4 <= G; h += 4, npf = 0)
+        qk_heads(var, q, qbuf, h, 4, QK_LANES / 4, d, kt, rs, t, pf, npf, dt, scale, s, ss);
     if (G - h >= 2) {
-        qk_heads(var, q, qbuf, h, 2, QK_LANES / 2, d, kt, rs, t, t_next, dt, scale, s);
+        qk_heads(var, q, qbuf, h, 2, QK_LANES / 2, d, kt, rs, t, pf, npf, dt, scale, s, ss);
         h += 2;
+        npf = 0;
     }
-    if (G - h == 1) qk_heads(var, q, qbuf, h, 1, QK_LANES, d, kt, rs, t, t_next, dt, scale, s);
+    if (G - h == 1) qk_heads(var, q, qbuf, h, 1, QK_LANES, d, kt, rs, t, pf, npf, dt, scale, s, ss);
 }
 
-/* Online softmax step for one head: s[0..t) logits in, probabilities
- * relative to the new running max out (0 past t, up to TILE). */
-AI void softmax_tile(float *s, uint32_t t, float *m, float *l, float *corr, float *wrow) {
-    if (wrow) memcpy(wrow, s, (size_t)t * sizeof(float));
-    for (uint32_t j = t; j < TILE; j++) s[j] = -INFINITY; /* only in a partial last tile */
+/* Online softmax step for one head over a chunk: s[0..c) logits in,
+ * probabilities relative to the new running max out (0 up to the next
+ * multiple of TILE). Each tile's probabilities are summed apart and the
+ * tile sums added in order, so l carries the rounding of a TILE-key sum
+ * plus one addition per tile, whatever the chunk length. */
+AI void softmax_chunk(float *s, uint32_t c, float *m, float *l, float *corr, float *wrow) {
+    if (wrow) memcpy(wrow, s, (size_t)c * sizeof(float));
+    const uint32_t cp = (c + TILE - 1) / TILE * TILE;
+    for (uint32_t j = c; j < cp; j++) s[j] = -INFINITY; /* only in a partial last tile */
     vf vmax = v_set1(-INFINITY);
-    UNROLL
-    for (int c = 0; c < TILE / VW; c++) vmax = v_max(vmax, v_load(s + c * VW));
+    for (uint32_t j = 0; j < cp; j += VW) vmax = v_max(vmax, v_load(s + j));
     const float tmax = v_hmax(vmax);
     const float mnew = tmax > *m ? tmax : *m;
-    /* e^(m - mnew), 0 on the first tile (m = -inf); no libm call in the
+    /* e^(m - mnew), 0 on the first chunk (m = -inf); no libm call in the
      * hot loop (a call would also spill every live vector register) */
     float cbuf[VW];
     v_store(cbuf, v_exp(v_set1(*m - mnew)));
     *corr = cbuf[0];
     const vf vm = v_set1(mnew);
-    vf sum = v_set1(0.0f);
-    UNROLL
-    for (int c = 0; c < TILE / VW; c++) {
-        vf p = v_exp(v_sub(v_load(s + c * VW), vm));
-        v_store(s + c * VW, p);
-        sum = v_add(sum, p);
+    float sum = 0.0f;
+    for (uint32_t j0 = 0; j0 < cp; j0 += TILE) {
+        vf ts = v_set1(0.0f);
+        UNROLL
+        for (int k = 0; k < TILE / VW; k++) {
+            vf p = v_exp(v_sub(v_load(s + j0 + k * VW), vm));
+            v_store(s + j0 + k * VW, p);
+            ts = v_add(ts, p);
+        }
+        sum += v_hsum(ts);
     }
-    *l = *l * *corr + v_hsum(sum);
+    *l = *l * *corr + sum;
     *m = mnew;
 }
 
 /* Columns of HB heads by pv_cols; the last, partial group is `masked`.
- * t_next: rows of the next tile to prefetch (only the first call does). */
+ * Only the first call prefetches (npf rows from pf). */
 AI void pv_heads(int var, const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t d, kvc_dtype dt,
-                 float *out, const float *corr, uint32_t t_next) {
+                 float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
     const uint32_t w = pv_cols(var, HB);
     uint32_t off = 0;
-    for (; d - off >= w; off += w, t_next = 0) pv_block(var, vt, rs, t, p, HB, off, d, false, dt, out, corr, t_next);
-    if (off < d) pv_block(var, vt, rs, t, p, HB, off, d, true, dt, out, corr, t_next);
+    for (; d - off >= w; off += w, npf = 0)
+        pv_block(var, vt, rs, t, p, HB, off, d, false, dt, out, corr, pf, npf, ss);
+    if (off < d) pv_block(var, vt, rs, t, p, HB, off, d, true, dt, out, corr, pf, npf, ss);
 }
 
-AI void pv_tile(int var, const char *vt, size_t rs, uint32_t t, uint32_t t_next, const float *s, uint32_t G,
-                uint32_t d, kvc_dtype dt, float *out, const float *corr) {
+/* out[h] = out[h] * corr[h] + the tile's sum of p[h][j] V[j]. */
+AI void pv_tile(int var, const char *vt, size_t rs, uint32_t t, const char *pf, uint32_t npf, const float *s,
+                size_t ss, uint32_t G, uint32_t d, kvc_dtype dt, float *out, const float *corr) {
     uint32_t h = 0;
-    for (; h + 4 <= G; h += 4, t_next = 0)
-        pv_heads(var, vt, rs, t, s + (size_t)h * TILE, 4, d, dt, out + (size_t)h * d, corr + h, t_next);
+    for (; h + 4 <= G; h += 4, npf = 0)
+        pv_heads(var, vt, rs, t, s + (size_t)h * ss, 4, d, dt, out + (size_t)h * d, corr + h, pf, npf, ss);
     if (G - h >= 2) {
-        pv_heads(var, vt, rs, t, s + (size_t)h * TILE, 2, d, dt, out + (size_t)h * d, corr + h, t_next);
+        pv_heads(var, vt, rs, t, s + (size_t)h * ss, 2, d, dt, out + (size_t)h * d, corr + h, pf, npf, ss);
         h += 2;
-        t_next = 0;
+        npf = 0;
     }
-    if (G - h == 1) pv_heads(var, vt, rs, t, s + (size_t)h * TILE, 1, d, dt, out + (size_t)h * d, corr + h, t_next);
+    if (G - h == 1) pv_heads(var, vt, rs, t, s + (size_t)h * ss, 1, d, dt, out + (size_t)h * d, corr + h, pf, npf, ss);
 }
 
 /* x[0..n) *= a, or x = e^(x - m) * a when `ex`; tails through a vector-sized
@@ -152,43 +168,81 @@ AI void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float l) {
     if (w) scale_row(w, n, inv, true, m);
 }
 
+/* Floats of score scratch on the stack (32 KiB): a chunk of keys is as long
+ * as the scratch holds for the job's query heads (2048 keys for 4 heads). */
+#define SCRATCH 8192
+#ifndef KVC__CHUNKED
+#define KVC__CHUNKED 1
+#endif
+
 /* Jobs (kv heads, each with at most MAXH query heads) sharing d, n, the
- * row stride and the scale, with inner-block variant `var`. The key tiles
- * are the outer loop: when several jobs come at once (rows of different kv
- * heads interleaved, token-major), one tile of every head is read while its
- * rows sit side by side in memory, so the pass stays sequential. */
+ * row stride and the scale, with inner-block variant `var`.
+ *
+ * Keys go by chunks, and each chunk of each job in three passes: QK over all
+ * of its K rows (logits into the L1/L2-resident scratch), one vectorised
+ * softmax step over the whole chunk, then PV over all of its V rows. Each
+ * pass is one long sequential stream, which the hardware prefetchers
+ * follow best; software prefetch runs one tile ahead of the stream being
+ * read, and at the end of a pass asks for the start of the next pass (the
+ * chunk's V rows, then the next chunk's or job's K rows), so the memory
+ * pipe never drains between passes. With several jobs (rows of different kv
+ * heads interleaved, token-major) every job's chunk is read in turn, so the
+ * interleaved rows are all used while they sit side by side. */
 AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
     const uint32_t d = jobs[0].d, n = jobs[0].n;
-    const size_t rs = jobs[0].row_stride * (dt == KVC_DTYPE_F32 ? 4 : 2); /* bytes between rows */
+    const size_t rs = jobs[0].row_stride * kvc__esize(dt); /* bytes between rows */
     const float scale = jobs[0].scale;
-    float s[MAXH * TILE] __attribute__((aligned(64)));
+    float s[SCRATCH] __attribute__((aligned(64)));
     float qbuf[QBUF] __attribute__((aligned(64)));
-    float m[KVC__MAXJ * MAXH], l[KVC__MAXJ * MAXH], corr[MAXH];
+    float m[KVC__MAXJ * MAXH], l[KVC__MAXJ * MAXH], corr[MAXH], ones[MAXH];
     size_t qoff[KVC__MAXJ];
+    uint32_t gmax = 1;
     for (uint32_t x = 0, qo = 0; x < nj; x++) {
         const kvc__attn_job *job = &jobs[x];
         if (var) q_prepare(var, dt, job->q, job->r, d, qbuf + qo);
         qoff[x] = qo;
         qo += job->r * d;
+        gmax = job->r > gmax ? job->r : gmax;
         for (uint32_t h = 0; h < job->r; h++) {
             m[x * MAXH + h] = -INFINITY;
             l[x * MAXH + h] = 0.0f;
         }
         memset(job->out, 0, (size_t)job->r * d * sizeof(float));
     }
-    for (uint32_t j0 = 0, t; j0 < n; j0 += t) { /* += t: never wraps past n */
-        t = n - j0 < TILE ? n - j0 : TILE;
-        const uint32_t rest = n - j0 - t, t_next = rest < TILE ? rest : TILE;
+    for (uint32_t h = 0; h < MAXH; h++) ones[h] = 1.0f;
+    /* chunk length: a multiple of TILE, at least one tile (gmax <= MAXH);
+     * heads' scratch rows 64 bytes more than a power of two apart, so the
+     * rows a pv_block reads together do not alias in L1 (4 KiB aliasing) */
+    const uint32_t ch = KVC__CHUNKED ? (SCRATCH / gmax - 16) / TILE * TILE : TILE;
+    const size_t ss = ch + 16; /* scratch stride between heads */
+    for (uint32_t c0 = 0, c; c0 < n; c0 += c) { /* += c: never wraps past n */
+        c = n - c0 < ch ? n - c0 : ch;
         for (uint32_t x = 0; x < nj; x++) {
             const kvc__attn_job *job = &jobs[x];
             const uint32_t G = job->r;
-            const char *kt = (const char *)job->k + (size_t)j0 * rs;
-            const char *vt = (const char *)job->v + (size_t)j0 * rs;
-            qk_tile(var, job->q, qbuf + qoff[x], G, d, kt, rs, t, t_next, dt, scale, s);
+            const char *kc = (const char *)job->k + (size_t)c0 * rs;
+            const char *vc = (const char *)job->v + (size_t)c0 * rs;
+            /* what follows this chunk's V pass: the next job's K, or the next chunk's first job's */
+            const uint32_t nx = x + 1 < nj ? c0 : c0 + c;
+            const char *knext = (const char *)jobs[x + 1 < nj ? x + 1 : 0].k + (size_t)nx * rs;
+            const uint32_t nknext = nx < n ? (n - nx < TILE ? n - nx : TILE) : 0;
+            for (uint32_t j0 = 0, t; j0 < c; j0 += t) {
+                t = c - j0 < TILE ? c - j0 : TILE;
+                const bool last = j0 + t == c;
+                qk_tile(var, job->q, qbuf + qoff[x], G, d, kc + (size_t)j0 * rs, rs, t,
+                        last ? vc : kc + (size_t)(j0 + t) * rs, last ? (c < TILE ? c : TILE) : (c - j0 - t < TILE ? c - j0 - t : TILE),
+                        dt, scale, s + j0, ss);
+            }
             for (uint32_t h = 0; h < G; h++)
-                softmax_tile(s + (size_t)h * TILE, t, &m[x * MAXH + h], &l[x * MAXH + h], &corr[h],
-                             job->weights ? job->weights + (size_t)h * job->wstride + j0 : NULL);
-            pv_tile(var, vt, rs, t, t_next, s, G, d, dt, job->out, corr);
+                softmax_chunk(s + (size_t)h * ss, c, &m[x * MAXH + h], &l[x * MAXH + h], &corr[h],
+                              job->weights ? job->weights + (size_t)h * job->wstride + c0 : NULL);
+            for (uint32_t j0 = 0, t; j0 < c; j0 += t) {
+                t = c - j0 < TILE ? c - j0 : TILE;
+                const bool last = j0 + t == c;
+                pv_tile(var, vc + (size_t)j0 * rs, rs, t, last ? knext : vc + (size_t)(j0 + t) * rs,
+                        last ? nknext : (c - j0 - t < TILE ? c - j0 - t : TILE), s + j0, ss, G, d, dt, job->out,
+                        j0 == 0 ? corr : ones);
+            }
         }
     }
     for (uint32_t x = 0; x < nj; x++) {

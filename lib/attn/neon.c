@@ -30,6 +30,12 @@ AI float32x4_t widen(uint16x4_t h, kvc_dtype dt) {
 /* 4 elements of a row from element i, widened to f32 (exact). */
 AI float32x4_t ld(const void *row, uint32_t i, kvc_dtype dt) {
     if (dt == KVC_DTYPE_F32) return vld1q_f32((const float *)row + i);
+    if (dt == KVC_DTYPE_Q8) { /* the integers; the caller applies the row's scale */
+        int32_t w;
+        memcpy(&w, (const int8_t *)row + i, 4);
+        int16x8_t x = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(w)));
+        return vcvtq_f32_s32(vmovl_s16(vget_low_s16(x)));
+    }
     return widen(vld1_u16((const uint16_t *)row + i), dt);
 }
 
@@ -46,6 +52,11 @@ AI float32x4_t ldm(const void *row, uint32_t i, uint32_t k, kvc_dtype dt) {
         float buf[4] = {0, 0, 0, 0};
         memcpy(buf, (const float *)row + i, (size_t)k * 4);
         return vld1q_f32(buf);
+    }
+    if (dt == KVC_DTYPE_Q8) {
+        int8_t b8[4] = {0, 0, 0, 0};
+        memcpy(b8, (const int8_t *)row + i, k);
+        return ld(b8, 0, dt);
     }
     uint16_t buf[4] = {0, 0, 0, 0};
     memcpy(buf, (const uint16_t *)row + i, (size_t)k * 2);
@@ -76,9 +87,9 @@ AI float32x4_t exp4(float32x4_t x) {
     return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(y), under));
 }
 
-/* Logits of HB heads x KB keys (HB*KB = 16), scaled, into s[h*TILE + j ...]. */
+/* Logits of HB heads x KB keys (HB*KB = 16), scaled, into s[h*ss + j ...]. */
 AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, int KB, kvc_dtype dt, float scale,
-                 float *s, uint32_t j) {
+                 float *s, size_t ss, uint32_t j) {
     float32x4_t acc[16];
     UNROLL
     for (int a = 0; a < 16; a++) acc[a] = vdupq_n_f32(0.0f);
@@ -108,15 +119,22 @@ AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, 
     UNROLL
     for (int g = 0; g < 4; g++) { /* accumulators 4g..4g+3: one head, 4 consecutive keys */
         float32x4_t x = vpaddq_f32(vpaddq_f32(acc[4 * g], acc[4 * g + 1]), vpaddq_f32(acc[4 * g + 2], acc[4 * g + 3]));
-        vst1q_f32(s + (size_t)(4 * g / KB) * TILE + j + (uint32_t)(4 * g % KB), vmulq_n_f32(x, scale));
+        float32x4_t sc = vdupq_n_f32(scale);
+        if (dt == KVC_DTYPE_Q8) { /* keys 4g % KB .. +3: their row scales */
+            float ks[4];
+            UNROLL
+            for (int b = 0; b < 4; b++) ks[b] = scale * kvc__row_scale(kr[4 * g % KB + b], d, dt);
+            sc = vld1q_f32(ks);
+        }
+        vst1q_f32(s + (size_t)(4 * g / KB) * ss + j + (uint32_t)(4 * g % KB), vmulq_f32(x, sc));
     }
 }
 
 /* out[h][off..off+16) = out*corr[h] + sum_j p[h][j] * V[j][off..] for HB
  * heads; `masked` handles the last, partial group of columns. */
 AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d, bool masked,
-                 kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
-    const size_t rb = (size_t)d * (dt == KVC_DTYPE_F32 ? 4 : 2);
+                 kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
+    const size_t rb = kvc__row_bytes(dt, d);
     float32x4_t acc[4][4];
     uint32_t cnt[4];
     UNROLL
@@ -131,7 +149,8 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
     }
     for (uint32_t j = 0; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
-        if (j < t_next) prefetch_row(row + (size_t)TILE * rs, rb);
+        if (j < npf) prefetch_row(pf + (size_t)j * rs, rb);
+        const float vsc = kvc__row_scale(row, d, dt); /* Q8 */
         float32x4_t v[4];
         UNROLL
         for (int c = 0; c < 4; c++)
@@ -140,7 +159,7 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
                                          : cnt[c] ? ldm(row, off + 4 * c, cnt[c], dt) : vdupq_n_f32(0.0f);
         UNROLL
         for (int h = 0; h < HB; h++) {
-            const float ph = p[(size_t)h * TILE + j];
+            const float ph = p[(size_t)h * ss + j] * vsc;
             UNROLL
             for (int c = 0; c < 4; c++) acc[h][c] = vfmaq_n_f32(acc[h][c], v[c], ph);
         }
@@ -180,9 +199,9 @@ AI void q_prepare(int var, kvc_dtype dt, const float *q, uint32_t G, uint32_t d,
 }
 
 AI void qk_block(int var, const float *q, const float *qbuf, uint32_t d, const char *const *kr, int HB, int KB,
-                 kvc_dtype dt, float scale, float *s, uint32_t j) {
+                 kvc_dtype dt, float scale, float *s, size_t ss, uint32_t j) {
     (void)var, (void)qbuf;
-    qk_block_gen(q, d, kr, HB, KB, dt, scale, s, j);
+    qk_block_gen(q, d, kr, HB, KB, dt, scale, s, ss, j);
 }
 
 AI uint32_t pv_cols(int var, int HB) {
@@ -191,9 +210,10 @@ AI uint32_t pv_cols(int var, int HB) {
 }
 
 AI void pv_block(int var, const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
-                 bool masked, kvc_dtype dt, float *out, const float *corr, uint32_t t_next) {
+                 bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf,
+                 size_t ss) {
     (void)var;
-    pv_block_gen(vt, rs, t, p, HB, off, d, masked, dt, out, corr, t_next);
+    pv_block_gen(vt, rs, t, p, HB, off, d, masked, dt, out, corr, pf, npf, ss);
 }
 
 #include "attn/driver.h"
@@ -203,6 +223,8 @@ void kvc__attn_neon(const kvc__attn_job *jobs, uint32_t n) {
         drive(jobs, n, KVC_DTYPE_F16, 0);
     else if (jobs[0].dtype == KVC_DTYPE_BF16)
         drive(jobs, n, KVC_DTYPE_BF16, 0);
+    else if (jobs[0].dtype == KVC_DTYPE_Q8)
+        drive(jobs, n, KVC_DTYPE_Q8, 0);
     else
         drive(jobs, n, KVC_DTYPE_F32, 0);
 }

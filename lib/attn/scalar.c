@@ -11,15 +11,17 @@
 #define HEADS 8
 #define CHUNK 64 /* output columns summed per tile at a time */
 
-static inline float load(const void *base, size_t i, kvc_dtype dt) {
+/* Element i of a row; rsc: the row's scale (Q8). */
+static inline float load(const void *base, size_t i, kvc_dtype dt, float rsc) {
     if (dt == KVC_DTYPE_F32) return ((const float *)base)[i];
+    if (dt == KVC_DTYPE_Q8) return rsc * (float)((const int8_t *)base)[i];
     uint16_t h = ((const uint16_t *)base)[i];
     return dt == KVC_DTYPE_F16 ? kvc__f16_to_f32(h) : kvc__bf16_to_f32(h);
 }
 
 static void heads(const kvc__attn_job *job, uint32_t h0, uint32_t nh) {
     const uint32_t d = job->d, n = job->n;
-    const size_t esz = job->dtype == KVC_DTYPE_F32 ? 4 : 2;
+    const size_t esz = kvc__esize(job->dtype);
     float m[HEADS], l[HEADS], corr[HEADS], s[HEADS][TILE], acc[HEADS][CHUNK];
     for (uint32_t h = 0; h < nh; h++) {
         m[h] = -INFINITY;
@@ -30,10 +32,11 @@ static void heads(const kvc__attn_job *job, uint32_t h0, uint32_t nh) {
         t = n - j0 < TILE ? n - j0 : TILE;
         for (uint32_t j = 0; j < t; j++) {
             const void *kr = (const char *)job->k + (size_t)(j0 + j) * job->row_stride * esz;
+            const float ksc = kvc__row_scale(kr, d, job->dtype);
             for (uint32_t h = 0; h < nh; h++) {
                 const float *q = job->q + (size_t)(h0 + h) * d;
                 float a = 0.0f;
-                for (uint32_t i = 0; i < d; i++) a += q[i] * load(kr, i, job->dtype);
+                for (uint32_t i = 0; i < d; i++) a += q[i] * load(kr, i, job->dtype, ksc);
                 s[h][j] = a * job->scale;
             }
         }
@@ -57,8 +60,9 @@ static void heads(const kvc__attn_job *job, uint32_t h0, uint32_t nh) {
             for (uint32_t h = 0; h < nh; h++) memset(acc[h], 0, w * sizeof(float));
             for (uint32_t j = 0; j < t; j++) {
                 const void *vr = (const char *)job->v + (size_t)(j0 + j) * job->row_stride * esz;
+                const float vsc = kvc__row_scale(vr, d, job->dtype);
                 for (uint32_t i = 0; i < w; i++) {
-                    float x = load(vr, c0 + i, job->dtype);
+                    float x = load(vr, c0 + i, job->dtype, vsc);
                     for (uint32_t h = 0; h < nh; h++) acc[h][i] += s[h][j] * x;
                 }
             }
