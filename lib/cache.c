@@ -2,6 +2,8 @@
  * allocated), reset and introspection. */
 #include "internal.h"
 
+#include "attn/attn.h"
+
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -83,7 +85,7 @@ int kvc_cache_create(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, u
     *out = NULL;
     if (!n_kv_heads || !n_q_heads || !head_dim || !capacity) return KVC_EINVAL;
     if (n_q_heads % n_kv_heads) return KVC_EINVAL;
-    if ((unsigned)dtype > KVC_DTYPE_BF16 || (unsigned)mode > KVC_MODE_INDEX) return KVC_EINVAL;
+    if ((unsigned)dtype > KVC_DTYPE_Q8 || (unsigned)mode > KVC_MODE_INDEX) return KVC_EINVAL;
     if (alloc && (!alloc->alloc || !alloc->free)) return KVC_EINVAL;
     if (capacity >= (1u << 31) || head_dim > 65536) return KVC_EOVERFLOW;
     /* every buffer is at most heads x capacity x row: check the largest now */
@@ -305,8 +307,12 @@ int kvc__prepare(kvc_cache *c) {
     c->words = (c->cap + 63) / 64;
     int rc = check_room(c);
     if (rc) return rc;
-    c->esize = c->dtype == KVC_DTYPE_F32 ? 4 : 2;
-    c->row_stride = (((size_t)c->d * c->esize + KVC__ALIGN - 1) & ~(size_t)(KVC__ALIGN - 1)) / c->esize;
+    c->esize = kvc__esize(c->dtype);
+    /* rows start on a cache line; Q8 rows (d bytes + scale, 132 for d=128)
+     * stay unpadded: rounding them to 192 bytes would read 45% more */
+    c->row_stride = c->dtype == KVC_DTYPE_Q8
+                        ? kvc__row_bytes(c->dtype, c->d)
+                        : (((size_t)c->d * c->esize + KVC__ALIGN - 1) & ~(size_t)(KVC__ALIGN - 1)) / c->esize;
     if (!kvc__mul(c->row_stride, c->cap, &c->head_stride))
         return kvc__fail(c, KVC_EOVERFLOW, "K/V storage size overflows");
 

@@ -5,12 +5,15 @@
 #include <math.h>
 #include <string.h>
 
+#include "attn/attn.h"
 #include "convert.h"
 
 static void store_row(kvc_cache *c, void *base, uint32_t h, uint32_t slot, const float *x) {
     char *row = (char *)base + ((size_t)h * c->head_stride + (size_t)slot * c->row_stride) * c->esize;
     if (c->dtype == KVC_DTYPE_F32) {
         memcpy(row, x, (size_t)c->d * 4);
+    } else if (c->dtype == KVC_DTYPE_Q8) {
+        kvc__quantize_q8(x, c->d, row);
     } else {
         uint16_t *r = (uint16_t *)(void *)row;
         for (uint32_t i = 0; i < c->d; i++)
@@ -179,9 +182,12 @@ int kvc_cache_read(const kvc_cache *c, uint32_t kv_head, uint32_t slot, float *k
         if (!dst) continue;
         const char *row = (const char *)(which ? c->v : c->k) +
                           ((size_t)kv_head * c->head_stride + (size_t)slot * c->row_stride) * c->esize;
+        const float sc = kvc__row_scale(row, c->d, c->dtype);
         for (uint32_t i = 0; i < c->d; i++) {
             if (c->dtype == KVC_DTYPE_F32)
                 dst[i] = ((const float *)(const void *)row)[i];
+            else if (c->dtype == KVC_DTYPE_Q8)
+                dst[i] = sc * (float)((const int8_t *)(const void *)row)[i];
             else if (c->dtype == KVC_DTYPE_F16)
                 dst[i] = kvc__f16_to_f32(((const uint16_t *)(const void *)row)[i]);
             else

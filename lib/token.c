@@ -56,7 +56,7 @@ int kvc__check_token(kvc_cache *c, int64_t pos, const float *k, const float *v, 
     size_t n = (size_t)c->n_kv * c->d;
     if (k && kvc__check_finite(k, n)) return kvc__fail(c, KVC_ENONFINITE, "NaN or Inf in k at position %lld", (long long)pos);
     if (v && kvc__check_finite(v, n)) return kvc__fail(c, KVC_ENONFINITE, "NaN or Inf in v at position %lld", (long long)pos);
-    if (need_kv && c->dtype != KVC_DTYPE_F32) {
+    if (need_kv && (c->dtype == KVC_DTYPE_F16 || c->dtype == KVC_DTYPE_BF16)) {
         /* a finite value that rounds to Inf in 16 bits would poison every score of its head */
         float lim = c->dtype == KVC_DTYPE_F16 ? 65520.0f : 0x1.ffp+127f;
         for (size_t i = 0; i < 2 * n; i++) {

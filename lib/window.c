@@ -2,6 +2,8 @@
  * from it, the window scores a ::KVC_NEED_QUERY_WINDOW policy ranks by. */
 #include "internal.h"
 
+#include "attn/attn.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -31,6 +33,11 @@ static void dots(const float *restrict qt, const float *restrict k, uint32_t d, 
 
 static const float *key_f32(const kvc_cache *c, const char *row, float *buf) {
     if (c->dtype == KVC_DTYPE_F32) return (const float *)(const void *)row;
+    if (c->dtype == KVC_DTYPE_Q8) { /* the dequantised values, as the kernel reads them */
+        const float sc = kvc__row_scale(row, c->d, c->dtype);
+        for (uint32_t t = 0; t < c->d; t++) buf[t] = sc * (float)((const int8_t *)(const void *)row)[t];
+        return buf;
+    }
     const uint16_t *kr = (const uint16_t *)(const void *)row;
     for (uint32_t t = 0; t < c->d; t++)
         buf[t] = c->dtype == KVC_DTYPE_F16 ? kvc__f16_to_f32(kr[t]) : kvc__bf16_to_f32(kr[t]);

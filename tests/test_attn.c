@@ -934,7 +934,7 @@ TEST(attn_isa_selection) {
 TEST(attn_cache_attend_storage) {
     isa_saved saved = isa_save();
     const uint32_t hkv = 2, hq = 8, d = 64, cap = 300, steps = 257;
-    for (int dt = 0; dt < 3; dt++) {
+    for (int dt = 0; dt < N_DT; dt++) {
         for (size_t s = 0; s < COUNT(ISA_NAMES); s++) {
             if (kvc_set_isa(ISA_NAMES[s]) != KVC_OK) continue;
             kvc_cache *c = NULL;
@@ -968,8 +968,13 @@ TEST(attn_cache_attend_storage) {
                     memcpy(vi + ((size_t)h * steps + j) * d, vin + ((size_t)j * hkv + h) * d, d * 4);
                 }
             REQUIRE(ref_compute(&Rin, &L, q, ki, vi) == 0);
-            const double udt = dt == KVC_DTYPE_F32 ? 0.0 : dt == KVC_DTYPE_F16 ? ldexp(1, -11) : ldexp(1, -8);
-            const double adt = dt == KVC_DTYPE_F16 ? ldexp(1, -25) : 0.0;
+            /* Q8: an element is off by at most half its row's scale, s = max|x|/127 <= 1/127
+             * here, plus the float rounding of s * q_i */
+            const double udt = dt == KVC_DTYPE_F32  ? 0.0
+                               : dt == KVC_DTYPE_F16 ? ldexp(1, -11)
+                               : dt == KVC_DTYPE_Q8  ? ldexp(1, -22)
+                                                     : ldexp(1, -8);
+            const double adt = dt == KVC_DTYPE_F16 ? ldexp(1, -25) : dt == KVC_DTYPE_Q8 ? 0.5 / 127 * (1 + 1e-6) : 0.0;
             int bad = 0, bad_in = 0;
             for (uint32_t h = 0; h < hq; h++) {
                 double smax = 0.0, qsum = 0.0;

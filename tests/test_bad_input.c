@@ -157,7 +157,7 @@ TEST(bad_shapes) {
         {2, 3, 4, 8, 0, 0, KVC_EINVAL},  /* n_q not a multiple of n_kv */
         {4, 2, 4, 8, 0, 0, KVC_EINVAL},  /* fewer query heads than kv heads */
         {3, 8, 4, 8, 0, 1, KVC_EINVAL},
-        {1, 1, 4, 8, 3, 0, KVC_EINVAL},  /* dtype */
+        {1, 1, 4, 8, 4, 0, KVC_EINVAL},  /* dtype */
         {1, 1, 4, 8, -1, 0, KVC_EINVAL},
         {1, 1, 4, 8, 0, 2, KVC_EINVAL},  /* mode */
         {1, 1, 4, 1u << 31, 0, 0, KVC_EOVERFLOW},

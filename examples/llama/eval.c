@@ -63,6 +63,7 @@ typedef struct {
     char model_name[64]; /* checkpoint file name without directory and .bin */
     int len, seqs, gens, gen_len, prompt;
     uint64_t seed;
+    kvc_dtype dtype; /* K/V storage of the evaluated caches (the reference is f32) */
     int *ref_tok;  /* seqs x len */
     float *ref_lp; /* seqs x len x vocab: full-cache log-probabilities */
     setting set[MAX_SETTINGS];
@@ -137,7 +138,7 @@ static void run_tf(ctx *c, const setting *s, int i, result *r) {
     const int V = c->m->c.vocab_size;
     char err[512];
     llm_state st;
-    if (llm_state_init(&st, c->m, s->spec, s->budget, 1000003ull * (uint64_t)(i + 1), err, sizeof err)) {
+    if (llm_state_init_dtype(&st, c->m, s->spec, s->budget, 1000003ull * (uint64_t)(i + 1), c->dtype, err, sizeof err)) {
         fail(c, err);
         return;
     }
@@ -207,7 +208,7 @@ static void run_free(ctx *c, const setting *s, int g, result *r) {
     const int V = c->m->c.vocab_size, n = c->gen_len;
     char err[512];
     llm_state st;
-    if (llm_state_init(&st, c->m, s->spec, s->budget, 7000003ull * (uint64_t)(g + 1), err, sizeof err)) {
+    if (llm_state_init_dtype(&st, c->m, s->spec, s->budget, 7000003ull * (uint64_t)(g + 1), c->dtype, err, sizeof err)) {
         fail(c, err);
         return;
     }
@@ -499,6 +500,9 @@ static void usage(FILE *f) {
             "  --gen-len N         tokens per generation, prompt included (default: --len)\n"
             "  --prompt N          prompt tokens taken from a reference sequence (default 8)\n"
             "  --seed N            first reference seed (default 1)\n"
+            "  --dtype NAME        K/V storage of the evaluated caches: f32, f16, bf16 or q8 (default f32;\n"
+            "                      the full-cache reference is always f32, so `--policy full --dtype q8`\n"
+            "                      measures the storage alone)\n"
             "  -j N                threads (default 2)\n"
             "  --csv FILE          CSV output (default stdout)\n"
             "  --md FILE           markdown table\n"
@@ -534,6 +538,7 @@ int main(int argc, char **argv) {
     int n_specs = 0;
     long seqs = 16, len = 0, gens = 16, gen_len = 0, prompt = 8, seed = 1, threads = 2;
     int quiet = 0;
+    kvc_dtype dtype = KVC_DTYPE_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -571,7 +576,12 @@ int main(int argc, char **argv) {
             model_path = v;
         else if (!strcmp(a, "-z"))
             tok_path = v;
-        else if (!strcmp(a, "--policies"))
+        else if (!strcmp(a, "--dtype")) {
+            if (llm_dtype_by_name(v, &dtype)) {
+                fprintf(stderr, "eval: --dtype %s: unknown (f32, f16, bf16 or q8)\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--policies"))
             policies = v;
         else if (!strcmp(a, "--policy")) {
             if (n_specs == MAX_SPECS) {
@@ -641,6 +651,7 @@ int main(int argc, char **argv) {
     static ctx c; /* large: keep it off the stack */
     pthread_mutex_init(&c.mu, NULL);
     c.quiet = quiet;
+    c.dtype = dtype;
     llm_model m;
     llm_tokenizer tk;
     if (llm_model_load(&m, model_path, err, sizeof err)) {
@@ -707,7 +718,7 @@ int main(int argc, char **argv) {
     /* check every spec at every budget up front: a typo fails in milliseconds */
     for (int s = 1; s < c.n_set; s++) {
         llm_state st;
-        if (llm_state_init(&st, &m, c.set[s].spec, c.set[s].budget, 0, err, sizeof err)) {
+        if (llm_state_init_dtype(&st, &m, c.set[s].spec, c.set[s].budget, 0, c.dtype, err, sizeof err)) {
             fprintf(stderr, "eval: %s\n", err);
             return 2;
         }

@@ -339,8 +339,23 @@ const char *llm_decode(const llm_tokenizer *t, int prev, int tok, char byte[2], 
 
 /* ------------------------------------------------------------------ forward */
 
+int llm_dtype_by_name(const char *name, kvc_dtype *dtype) {
+    static const char *const names[] = {"f32", "f16", "bf16", "q8"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, names[i])) {
+            *dtype = (kvc_dtype)i;
+            return 0;
+        }
+    return -1;
+}
+
 int llm_state_init(llm_state *s, const llm_model *m, const char *spec, uint32_t budget, uint64_t seed, char *err,
                    size_t errlen) {
+    return llm_state_init_dtype(s, m, spec, budget, seed, KVC_DTYPE_F32, err, errlen);
+}
+
+int llm_state_init_dtype(llm_state *s, const llm_model *m, const char *spec, uint32_t budget, uint64_t seed,
+                         kvc_dtype dtype, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     s->m = m;
     const llm_config *c = &m->c;
@@ -378,7 +393,7 @@ int llm_state_init(llm_state *s, const llm_model *m, const char *spec, uint32_t 
         snprintf(full, cap, "%.*s seed=%llu %s", (int)name_len, spec, (unsigned long long)(seed + (uint64_t)l),
                  spec + name_len);
         int rc = kvc_cache_create_spec(&s->cache[l], (uint32_t)c->n_kv_heads, (uint32_t)c->n_heads,
-                                       (uint32_t)c->head_size, budget, KVC_DTYPE_F32, KVC_MODE_STORE, full, NULL);
+                                       (uint32_t)c->head_size, budget, dtype, KVC_MODE_STORE, full, NULL);
         if (rc == KVC_OK) rc = kvc_cache_prepare(s->cache[l]);
         if (rc) {
             if (err && errlen)

@@ -64,6 +64,11 @@ const char *llm_decode(const llm_tokenizer *t, int prev, int tok, char byte[2], 
  * spec sets one. Returns 0, or a kvc status with a message in err. */
 int llm_state_init(llm_state *s, const llm_model *m, const char *spec, uint32_t budget, uint64_t seed, char *err,
                    size_t errlen);
+/* The same with K/V stored as `dtype` (llm_state_init: f32). */
+int llm_state_init_dtype(llm_state *s, const llm_model *m, const char *spec, uint32_t budget, uint64_t seed,
+                         kvc_dtype dtype, char *err, size_t errlen);
+/* "f32", "f16", "bf16" or "q8" into *dtype; returns 0, or -1 for another name. */
+int llm_dtype_by_name(const char *name, kvc_dtype *dtype);
 void llm_state_free(llm_state *s);
 /* Run token `tok` at position `pos`; s->logits receives vocab_size logits.
  * Returns 0 or a kvc status (the failing cache's message in err). */
