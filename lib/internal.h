@@ -84,7 +84,11 @@ int kvc__fail(kvc_cache *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-int kvc__vfail(kvc_cache *c, int status, const char *fmt, va_list ap);
+int kvc__vfail(kvc_cache *c, int status, const char *fmt, va_list ap)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 0)))
+#endif
+    ;
 /* A policy callback's nonzero return as a status: its own code if it is one of
  * ours (negative and listed), else `fallback`, so callers never see a stray value. */
 int kvc__policy_status(int rc, int fallback);
