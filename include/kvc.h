@@ -337,10 +337,15 @@ KVC_API uint32_t kvc_rng_below(kvc_rng *rng, uint32_t bound);
 #define KVC_NEED_VALUE_STATS 0x4u  /**< Wants kvc_token::value_range and value_l1. */
 #define KVC_NEED_KEY_STATS 0x8u    /**< Wants kvc_token::key_norm. */
 #define KVC_NEED_RNG 0x10u         /**< Uses the cache's random generator. */
+#define KVC_NEED_KEYS 0x20u        /**< Wants kvc_token::key, the token's key rows (since 0.2). */
+#define KVC_NEED_VALUES 0x40u      /**< Wants kvc_token::value, the token's value rows (since 0.2). */
+#define KVC_NEED_QUERIES 0x80u     /**< Wants kvc_select::queries, the recent queries themselves (STORE mode; since 0.2). */
 /** @} */
 
 /** kvc_policy::default_recent value meaning "half the capacity". */
 #define KVC_RECENT_HALF UINT32_MAX
+/** kvc_policy::default_recent value meaning "`p` percent of the capacity", 0 <= p <= 100 (since 0.2). */
+#define KVC_RECENT_PERCENT(p) (0xFFFFFF00u + (uint32_t)(p))
 
 /** Facts about a token, computed once when it is inserted. */
 typedef struct kvc_token {
@@ -349,6 +354,12 @@ typedef struct kvc_token {
     float key_norm;    /**< L2 norm of the key (mean over heads in shared scope); 0 unless ::KVC_NEED_KEY_STATS. */
     float value_range; /**< max - min over head_dim of the value (mean over heads in shared scope); 0 unless ::KVC_NEED_VALUE_STATS. */
     float value_l1;    /**< L1 norm of the value (mean over heads in shared scope); 0 unless ::KVC_NEED_VALUE_STATS. */
+    /** The token's key rows for this group, as the engine passed them (f32): kvc_policy_ctx::kv_heads rows
+        of `head_dim` floats (one kv head in head scope, all of them in shared scope). NULL unless
+        ::KVC_NEED_KEYS. Valid only during `on_insert`: copy what you keep. Since 0.2. */
+    const float *key;
+    /** The token's value rows, laid out as `key`. NULL unless ::KVC_NEED_VALUES. Since 0.2. */
+    const float *value;
 } kvc_token;
 
 /** A named numeric parameter a policy accepts (through kvc_cache_set_param() or a spec string). */
@@ -375,6 +386,8 @@ typedef struct kvc_policy_ctx {
     kvc_rng *rng;             /**< The cache's generator (valid for the cache's lifetime). */
     const double *params;     /**< Values of kvc_policy::params, same order. */
     void *user;               /**< kvc_policy::user of the cache's copy of the policy. */
+    uint32_t kv_heads;        /**< kv heads in one group: 1 in head scope, n_kv_heads in shared scope (since 0.2). */
+    float scale;              /**< The cache's attention logit scale (since 0.2). */
 } kvc_policy_ctx;
 
 /** One eviction request, passed to kvc_policy::select. */
@@ -389,6 +402,12 @@ typedef struct kvc_select {
                                       renormalised over the candidates; NULL unless ::KVC_NEED_QUERY_WINDOW
                                       and STORE mode, and before the first attend. */
     kvc_rng *rng;                /**< The cache's generator. */
+    /** The remembered queries, `n_queries` rows of `n_q_heads * head_dim` floats (in no particular order), all query
+        heads of each step; group g's are heads `g * q_per_group` to `(g + 1) * q_per_group - 1`, and its
+        local head j reads key row `j / (q_per_group / kv_heads)` (n_q_heads = n_groups * q_per_group). NULL unless ::KVC_NEED_QUERIES, STORE
+        mode and at least one attend. Since 0.2. */
+    const float *queries;
+    uint32_t n_queries;          /**< Rows in `queries` (at most ::KVC_OPT_QUERY_WINDOW). */
 } kvc_select;
 
 /** The policy vtable. Optional slots may be NULL; see each member. */
@@ -398,7 +417,7 @@ typedef struct kvc_policy {
     const char *name;       /**< Short name, [a-z0-9_]+. Required. */
     uint32_t needs;         /**< ::KVC_NEED_ATTN and friends. */
     uint32_t default_sink;   /**< Default of ::KVC_OPT_SINK. */
-    uint32_t default_recent; /**< Default of ::KVC_OPT_RECENT, or ::KVC_RECENT_HALF. */
+    uint32_t default_recent; /**< Default of ::KVC_OPT_RECENT, or ::KVC_RECENT_HALF, or ::KVC_RECENT_PERCENT(p). */
     uint32_t default_chunk;  /**< Default of ::KVC_OPT_CHUNK; 0 means 1. */
     uint32_t default_scope;  /**< Default of ::KVC_OPT_SCOPE (a ::kvc_scope). */
     uint32_t n_params;       /**< Entries in `params`. */
@@ -428,6 +447,8 @@ typedef struct kvc_policy {
     int (*control)(void *state, int op, void *arg);
     /** The policy author's own pointer, handed back in kvc_policy_ctx::user (e.g. a binding's object). Optional. */
     void *user;
+    /** Default of ::KVC_OPT_QUERY_WINDOW; 0 means 64. Since 0.2. */
+    uint32_t default_query_window;
 } kvc_policy;
 
 /** Never evicts; appending to a full cache fails with ::KVC_EFULL. */
@@ -458,10 +479,51 @@ KVC_API const kvc_policy *kvc_policy_vatp(void);
  * recent 64, chunk 64.
  */
 KVC_API const kvc_policy *kvc_policy_vase(void);
+/**
+ * VaSE-DKV: evicts the lowest CurDKV leverage ||k G||^2 * ||v G||^2, G a head_dim x `rank`
+ * (default 20) Gaussian projection with N(0, 1/rank) entries drawn from the cache's generator at
+ * every eviction of every group, shared by keys, values and the group's kv heads (shared scope:
+ * the mean over kv heads). A deterministic lowest-k of the candidates. Keeps an f32 copy of K
+ * and V (2 x head_dim floats per slot and kv head). Defaults: sink 4, recent 64, chunk 64.
+ */
+KVC_API const kvc_policy *kvc_policy_vase_dkv(void);
+/**
+ * R-KV: evicts the lowest lambda * importance - (1 - lambda) * redundancy. Importance: the last
+ * ::KVC_OPT_QUERY_WINDOW (default 8) queries' attention over every resident but the protected
+ * recent ones (per query the maximum over the group's query heads of the logits, a softmax, then
+ * the mean over queries), max-pooled over `pool` (default 7) neighbours; in INDEX mode, and before
+ * the first attend, the mass observed since the group's previous eviction, normalised, then pooled.
+ * Redundancy: the column means of the residents' key cosine matrix (diagonal zeroed, and for each
+ * token its similarity to its most recent near-duplicate above `threshold`, default 0.5, dropped),
+ * softmaxed over the residents (shared scope: the mean over kv heads). `lambda` default 0.1.
+ * Keeps an f32 copy of the keys; O(n^2 head_dim) per eviction. Defaults: recent 8, chunk 128.
+ */
+KVC_API const kvc_policy *kvc_policy_rkv(void);
+/**
+ * KeyDiff: evicts the keys most similar (cosine) to the anchor, the mean of the group's
+ * normalised resident keys; attention-free (shared scope: the mean over kv heads of each head's
+ * cosine). Keeps an f32 copy of the unit keys. No sink, no recent window.
+ */
+KVC_API const kvc_policy *kvc_policy_keydiff(void);
+/**
+ * Scissorhands: counts, over the last `history` (default 400) attention steps of each group, the
+ * steps in which a token's mass was below 1/t (t = tokens appended so far), and evicts the
+ * largest count, ties going to the older. Defaults: recent 10.
+ */
+KVC_API const kvc_policy *kvc_policy_scissorhands(void);
+/**
+ * Keyformer: accumulates, each step, a Gumbel-softmax of the group's attention weights,
+ * softmax((log m_i + g_i) / tau) with g_i ~ Gumbel(0, 1) from the cache's generator, the
+ * temperature rising linearly from `tau_init` (default 1) to `tau_end` (default 2) over `horizon`
+ * (default 128) steps of the group, then staying there; evicts the least accumulated.
+ * Defaults: recent 30% of the capacity.
+ */
+KVC_API const kvc_policy *kvc_policy_keyformer(void);
 
 /**
  * Look a built-in policy up by name ("full", "window", "sink", "random",
- * "h2o", "tova", "knorm", "vatp", "vase").
+ * "h2o", "tova", "knorm", "vatp", "vase", "vase_dkv", "rkv", "keydiff",
+ * "scissorhands", "keyformer").
  * @return the policy, or NULL if `name` is NULL or unknown.
  */
 KVC_API const kvc_policy *kvc_policy_by_name(const char *name);

@@ -55,7 +55,11 @@ static int check_policy(const kvc_policy *p) {
 static void set_defaults(kvc_cache *c) {
     const kvc_policy *p = &c->pol;
     int64_t sink = p->default_sink, chunk = p->default_chunk ? p->default_chunk : 1;
-    int64_t recent = p->default_recent == KVC_RECENT_HALF ? c->cap / 2 : p->default_recent;
+    int64_t recent = p->default_recent;
+    if (recent == KVC_RECENT_HALF)
+        recent = c->cap / 2;
+    else if (recent >= KVC_RECENT_PERCENT(0) && recent <= KVC_RECENT_PERCENT(100))
+        recent = (int64_t)c->cap * (recent - KVC_RECENT_PERCENT(0)) / 100;
     if (sink > c->cap) sink = c->cap;
     if (recent > c->cap) recent = c->cap;
     /* Reference defaults assume budgets of thousands of tokens. A chunk is
@@ -74,7 +78,8 @@ static void set_defaults(kvc_cache *c) {
     c->opt[KVC_OPT_CHUNK] = chunk;
     c->opt[KVC_OPT_BLOCK] = 1;
     c->opt[KVC_OPT_SEED] = 0;
-    c->opt[KVC_OPT_QUERY_WINDOW] = 64;
+    c->opt[KVC_OPT_QUERY_WINDOW] = p->default_query_window ? p->default_query_window : 64;
+    if (c->opt[KVC_OPT_QUERY_WINDOW] > 4096) c->opt[KVC_OPT_QUERY_WINDOW] = 4096;
     c->scale = 1.0f / sqrtf((float)c->d);
     for (uint32_t i = 0; i < p->n_params; i++) c->params[i] = p->params[i].def;
 }
@@ -251,7 +256,8 @@ static void layout(kvc_cache *c, carver *cv) {
     c->mark = carve(cv, cap, 1);
     c->victims = carve(cv, G * c->chunk, sizeof(uint32_t));
     bool window = store && (c->pol.needs & KVC_NEED_QUERY_WINDOW);
-    c->qring = carve(cv, window ? (size_t)c->qwin * c->n_q * c->d : 0, sizeof(float));
+    bool ring = window || (store && (c->pol.needs & KVC_NEED_QUERIES));
+    c->qring = carve(cv, ring ? (size_t)c->qwin * c->n_q * c->d : 0, sizeof(float));
     c->wlogit = carve(cv, window ? (size_t)KVC__WBLOCK * cap : 0, sizeof(float));
     c->krow = carve(cv, window ? c->d : 0, sizeof(float));
     c->wqt = carve(cv, window ? (size_t)KVC__WBLOCK * c->d : 0, sizeof(float));
@@ -292,6 +298,8 @@ static void fill_ctx(kvc_cache *c, kvc_policy_ctx *ctx) {
     ctx->rng = &c->rng;
     ctx->params = c->params;
     ctx->user = c->pol.user;
+    ctx->kv_heads = c->n_groups == 1 ? c->n_kv : 1;
+    ctx->scale = c->scale;
 }
 
 int kvc__prepare(kvc_cache *c) {

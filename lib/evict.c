@@ -109,7 +109,11 @@ static int choose(kvc_cache *c, uint32_t g, uint32_t *victims) {
             ws = c->uscore;
             kvc__window_scores(c, g, cand, n, ws);
         }
-        kvc_select req = {g, n, cand, c->chunk, B, c->pos + (size_t)g * c->cap, ws, &c->rng};
+        kvc_select req = {g, n, cand, c->chunk, B, c->pos + (size_t)g * c->cap, ws, &c->rng, NULL, 0};
+        if ((c->pol.needs & KVC_NEED_QUERIES) && c->mode == KVC_MODE_STORE && c->qring_n) {
+            req.queries = c->qring; /* rows [0, qring_n) are the valid ones, whatever the ring's head */
+            req.n_queries = c->qring_n;
+        }
         /* an answer shorter than asked must not be completed by a previous eviction's victims */
         for (uint32_t i = 0; i < c->chunk; i++) victims[i] = UINT32_MAX;
         int rc = c->pol.select(c->pstate, &req, victims);

@@ -44,9 +44,9 @@ int kvc_cache_reserve(kvc_cache *c, int64_t pos, const float *k, const float *v,
     if (c->mode != KVC_MODE_INDEX)
         return kvc__fail(c, KVC_EMODE, "reserve needs an INDEX-mode cache; STORE mode uses kvc_cache_append");
     if (!slots) return kvc__fail(c, KVC_EINVAL, "slots must not be NULL");
-    bool stats = (c->pol.needs & (KVC_NEED_KEY_STATS | KVC_NEED_VALUE_STATS)) != 0;
+    bool stats = (c->pol.needs & (KVC_NEED_KEY_STATS | KVC_NEED_VALUE_STATS | KVC_NEED_KEYS | KVC_NEED_VALUES)) != 0;
     if (stats && (!k || !v))
-        return kvc__fail(c, KVC_EINVAL, "policy '%s' needs key/value statistics: pass k and v to reserve",
+        return kvc__fail(c, KVC_EINVAL, "policy '%s' reads the token's keys or values: pass k and v to reserve",
                          c->pol.name);
     int rc = kvc__check_token(c, pos, stats ? k : NULL, stats ? v : NULL, false);
     if (rc) return rc;

@@ -79,6 +79,10 @@ void kvc__insert(kvc_cache *c, uint32_t g, uint32_t slot, int64_t pos, const flo
         tok.pos = pos;
         tok.seq = c->appended;
         token_stats(c, g, k, v, &tok);
+        /* the group's rows: its kv head's, or all of them in shared scope */
+        size_t off = c->n_groups == 1 ? 0 : (size_t)g * c->d;
+        tok.key = (c->pol.needs & KVC_NEED_KEYS) && k ? k + off : NULL;
+        tok.value = (c->pol.needs & KVC_NEED_VALUES) && v ? v + off : NULL;
         c->pol.on_insert(c->pstate, g, slot, &tok);
     }
 }

@@ -14,11 +14,13 @@ static int64_t opt(const kvc_cache *c, kvc_option k) {
 }
 
 TEST(spec_policy_lookup) {
-    static const char *const names[] = {"full", "window", "sink", "random", "h2o", "tova", "knorm", "vatp", "vase"};
+    static const char *const names[] = {"full", "window", "sink", "random", "h2o", "tova", "knorm",
+                                        "vatp", "vase", "vase_dkv", "rkv", "keydiff", "scissorhands", "keyformer"};
+    enum { N_BUILTIN = sizeof names / sizeof names[0] };
     size_t n = 0;
     while (kvc_policy_at(n)) n++;
-    CHECK_EQ(n, 9);
-    for (size_t i = 0; i < 9; i++) {
+    CHECK_EQ(n, N_BUILTIN);
+    for (size_t i = 0; i < N_BUILTIN; i++) {
         const kvc_policy *p = kvc_policy_by_name(names[i]);
         REQUIRE(p != NULL);
         CHECK(strcmp(p->name, names[i]) == 0);
@@ -40,7 +42,7 @@ TEST(spec_policy_lookup) {
     CHECK(kvc_policy_by_name("H2O") == NULL);
     CHECK(kvc_policy_by_name("h2o ") == NULL);
     CHECK(kvc_policy_by_name("nosuch") == NULL);
-    CHECK(kvc_policy_at(9) == NULL && kvc_policy_at((size_t)-1) == NULL);
+    CHECK(kvc_policy_at(N_BUILTIN) == NULL && kvc_policy_at((size_t)-1) == NULL);
 }
 
 TEST(spec_create_parses) {
