@@ -32,7 +32,7 @@ typedef struct {
     double lambda, threshold;
     float scale;
     float *k;          /* per (group, slot): heads x d keys */
-    float *inv_norm;   /* per (group, slot): heads x 1/(|k| + 1e-8) */
+    double *inv_norm;  /* per (group, slot): heads x 1/(|k| + 1e-8), in double so cosines are exact */
     float *acc;        /* per (group, slot): mass since the last eviction (INDEX) */
     uint32_t *order;   /* residents in position order */
     uint32_t *rank;    /* slot -> index in order */
@@ -44,7 +44,8 @@ static size_t row(const rkv_state *s) { return (size_t)s->heads * s->d; }
 
 static size_t state_size(const kvc_policy_ctx *ctx) {
     size_t hd = (size_t)ctx->kv_heads * ctx->head_dim;
-    return kvc__hdr(sizeof(rkv_state)) + kvc__slot_arrays(ctx, hd + ctx->kv_heads + 1, sizeof(float)) +
+    return kvc__hdr(sizeof(rkv_state)) + kvc__slot_arrays(ctx, ctx->kv_heads, sizeof(double)) +
+           kvc__slot_arrays(ctx, hd + 1, sizeof(float)) +
            (size_t)ctx->capacity * (3 * sizeof(uint32_t) + 6 * sizeof(double)) + 8;
 }
 
@@ -61,9 +62,9 @@ static int init(void *state, const kvc_policy_ctx *ctx) {
     s->lambda = ctx->params[0];
     s->threshold = ctx->params[1];
     s->pool = (uint32_t)ctx->params[2];
-    s->k = kvc__past_hdr(state, sizeof(rkv_state));
-    s->inv_norm = s->k + slots * row(s);
-    s->acc = s->inv_norm + slots * s->heads;
+    s->inv_norm = kvc__past_hdr(state, sizeof(rkv_state));
+    s->k = (float *)(void *)(s->inv_norm + slots * s->heads);
+    s->acc = s->k + slots * row(s);
     s->order = (uint32_t *)(void *)(s->acc + slots);
     s->rank = s->order + cap;
     s->idx = s->rank + cap;
@@ -86,7 +87,7 @@ static void on_insert(void *state, uint32_t g, uint32_t slot, const kvc_token *t
             s->k[i * row(s) + (size_t)h * s->d + t] = k[t];
             ss += (double)k[t] * k[t];
         }
-        s->inv_norm[i * s->heads + h] = (float)(1.0 / (sqrt(ss) + 1e-8));
+        s->inv_norm[i * s->heads + h] = 1.0 / (sqrt(ss) + 1e-8);
     }
     s->acc[i] = 0.0f;
 }

@@ -58,12 +58,16 @@ static double token_keep(const ref_model *m, const ref_tok *t) {
     }
 }
 
+/* Keep-scores of the residents of one group under the rules that look at all
+ * of them at once (keydiff, rkv), by resident index; filled by ref_check. */
+static double resident_keep[REF_MAXCAP];
+
 static double unit_sum(const ref_model *m, uint32_t g, uint64_t u, int what) {
     double s = 0.0;
     for (uint32_t i = 0; i < m->n[g]; i++) {
         const ref_tok *t = &m->tok[g][i];
         if (t->seq / m->c.block != u) continue;
-        s += what == 0 ? token_keep(m, t) : what == 1 ? t->value_range : t->since;
+        s += what == 0 ? token_keep(m, t) : what == 1 ? t->value_range : what == 2 ? t->since : resident_keep[i];
     }
     return s;
 }
@@ -185,6 +189,165 @@ static void check_vase(const ref_model *m, uint32_t g, const uint64_t *cand, uin
     }
 }
 
+/* ------------------------------------------------------------ keydiff */
+
+/* keep = -(mean over the group's kv heads of cos(k, anchor)), the anchor being
+ * the sum of the unit keys of every resident (or, as a wrong rule, of the
+ * candidates only). */
+static void keydiff_keep(const ref_model *m, uint32_t g, const uint64_t *cand, uint32_t n_cand) {
+    const ref_cfg *c = &m->c;
+    uint32_t d = c->d, h0 = c->shared ? 0 : g, h1 = c->shared ? c->n_kv : g + 1;
+    for (uint32_t i = 0; i < m->n[g]; i++) resident_keep[i] = 0.0;
+    for (uint32_t h = h0; h < h1; h++) {
+        double anchor[REF_MAXD] = {0}, unit[REF_MAXCAP][REF_MAXD];
+        for (uint32_t i = 0; i < m->n[g]; i++) {
+            const float *k = m->tok[g][i].k + (size_t)h * d;
+            double ss = 0.0;
+            for (uint32_t e = 0; e < d; e++) ss += (double)k[e] * k[e];
+            double norm = sqrt(ss) > 1e-12 ? sqrt(ss) : 1e-12;
+            for (uint32_t e = 0; e < d; e++) unit[i][e] = k[e] / norm;
+            int in = c->mutant == REF_MUT_KEYDIFF_CAND_ANCHOR ? find_unit(cand, n_cand, m->tok[g][i].seq / c->block) >= 0 : 1;
+            if (in)
+                for (uint32_t e = 0; e < d; e++) anchor[e] += unit[i][e];
+        }
+        double an = 0.0;
+        for (uint32_t e = 0; e < d; e++) an += anchor[e] * anchor[e];
+        an = sqrt(an);
+        for (uint32_t i = 0; i < m->n[g]; i++) {
+            double dot = 0.0;
+            for (uint32_t e = 0; e < d; e++) dot += unit[i][e] * anchor[e];
+            resident_keep[i] -= (an > 0.0 ? dot / an : 0.0) / (h1 - h0);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ rkv */
+
+static void rkv_keep(const ref_model *m, uint32_t g) {
+    const ref_cfg *c = &m->c;
+    uint32_t n = m->n[g], d = c->d, ratio = c->n_q / c->n_kv;
+    uint32_t np = n > c->recent ? n - c->recent : 0;
+    uint32_t h0 = c->shared ? 0 : g, h1 = c->shared ? c->n_kv : g + 1;
+    static double imp[REF_MAXCAP], pooled[REF_MAXCAP], red[REF_MAXCAP], sim[REF_MAXCAP][REF_MAXCAP];
+    /* importance over the prefix (every resident but the recent window) */
+    for (uint32_t t = 0; t < np; t++) imp[t] = 0.0;
+    if (!c->index && m->ring_n) {
+        for (uint32_t r = 0; r < m->ring_n; r++) {
+            double l[REF_MAXCAP], mx = -INFINITY, sum = 0.0;
+            for (uint32_t t = 0; t < np; t++) {
+                double best = -INFINITY, mean = 0.0;
+                int heads = 0;
+                for (uint32_t h = 0; h < c->n_q; h++) {
+                    uint32_t kv = h / ratio;
+                    if (kv < h0 || kv >= h1) continue;
+                    double dot = 0.0;
+                    for (uint32_t e = 0; e < d; e++) dot += (double)m->ring[r][h * d + e] * m->tok[g][t].k[kv * d + e];
+                    dot *= c->scale;
+                    best = dot > best ? dot : best;
+                    mean += dot;
+                    heads++;
+                }
+                l[t] = c->mutant == REF_MUT_RKV_MEAN_HEADS ? mean / heads : best;
+                mx = l[t] > mx ? l[t] : mx;
+            }
+            for (uint32_t t = 0; t < np; t++) sum += exp(l[t] - mx);
+            for (uint32_t t = 0; t < np; t++) imp[t] += exp(l[t] - mx) / sum;
+        }
+        for (uint32_t t = 0; t < np; t++) imp[t] /= m->ring_n;
+    } else if (c->index) {
+        double sum = 0.0;
+        for (uint32_t t = 0; t < np; t++) sum += (imp[t] = m->tok[g][t].since);
+        if (sum > 0.0)
+            for (uint32_t t = 0; t < np; t++) imp[t] /= sum;
+    }
+    for (uint32_t t = 0; t < np; t++) {
+        pooled[t] = -INFINITY;
+        for (uint32_t u = 0; u < c->pool; u++) {
+            int64_t j = (int64_t)t - (int64_t)(c->pool / 2) + (int64_t)u;
+            if (j >= 0 && j < (int64_t)np && imp[j] > pooled[t]) pooled[t] = imp[j];
+        }
+    }
+    /* redundancy over all residents, the mean over the group's kv heads */
+    for (uint32_t t = 0; t < n; t++) red[t] = 0.0;
+    for (uint32_t h = h0; h < h1; h++) {
+        double inv[REF_MAXCAP], col[REF_MAXCAP];
+        for (uint32_t i = 0; i < n; i++) {
+            double ss = 0.0;
+            for (uint32_t e = 0; e < d; e++) ss += (double)m->tok[g][i].k[h * d + e] * m->tok[g][i].k[h * d + e];
+            inv[i] = 1.0 / (sqrt(ss) + 1e-8);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            int latest = -1;
+            for (uint32_t j = 0; j < n; j++) {
+                double dot = 0.0;
+                for (uint32_t e = 0; e < d; e++) dot += (double)m->tok[g][i].k[h * d + e] * m->tok[g][j].k[h * d + e];
+                sim[i][j] = i == j ? 0.0 : dot * inv[i] * inv[j];
+                if (i != j && sim[i][j] > c->threshold) latest = (int)j;
+            }
+            if (latest >= 0 && c->mutant != REF_MUT_RKV_NO_EXEMPT) sim[i][latest] = 0.0;
+        }
+        double mx = -INFINITY, sum = 0.0;
+        for (uint32_t j = 0; j < n; j++) {
+            col[j] = 0.0;
+            for (uint32_t i = 0; i < n; i++) col[j] += sim[i][j];
+            col[j] /= n;
+            mx = col[j] > mx ? col[j] : mx;
+        }
+        for (uint32_t j = 0; j < n; j++) sum += exp(col[j] - mx);
+        for (uint32_t j = 0; j < n; j++) red[j] += exp(col[j] - mx) / sum;
+    }
+    for (uint32_t t = 0; t < n; t++) {
+        red[t] /= (h1 - h0);
+        resident_keep[t] = c->lambda * (t < np ? pooled[t] : 0.0) - (1.0 - c->lambda) * red[t];
+    }
+}
+
+/* ------------------------------------------------------------ scissorhands */
+
+/* Unimportant steps of resident i within the history window: [*lo, *hi]
+ * (hi - lo = the steps too close to the threshold to call in f32). */
+static void scissor_count(const ref_model *m, uint32_t g, const ref_tok *t, uint32_t *lo, uint32_t *hi) {
+    uint32_t now = m->steps[g], w = m->c.history;
+    uint32_t first = m->c.mutant == REF_MUT_SCISSOR_NO_WINDOW || now < w ? 1 : now - w + 1;
+    uint32_t a = 0, b = 0;
+    for (uint32_t i = 0; i < t->n_low; i++) a += t->low[i] >= first;
+    for (uint32_t i = 0; i < t->n_amb; i++) b += t->amb[i] >= first;
+    *lo = a;
+    *hi = a + b;
+}
+
+static void check_scissor(const ref_model *m, uint32_t g, const uint64_t *cand, uint32_t n, const int *victim,
+                          ref_verdict *v) {
+    static uint32_t lo[REF_MAXCAP], hi[REF_MAXCAP];
+    for (uint32_t i = 0; i < n; i++) lo[i] = hi[i] = 0;
+    for (uint32_t r = 0; r < m->n[g]; r++) {
+        int at = find_unit(cand, n, m->tok[g][r].seq / m->c.block);
+        if (at < 0) continue;
+        uint32_t a, b;
+        scissor_count(m, g, &m->tok[g][r], &a, &b);
+        lo[at] += a;
+        hi[at] += b;
+    }
+    /* evict the most unimportant steps first, ties the older: every victim must
+     * be able to rank before every survivor */
+    v->exact = 1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!victim[i]) continue;
+        for (uint32_t j = 0; j < n; j++) {
+            if (victim[j]) continue;
+            int sure = lo[i] == hi[i] && lo[j] == hi[j];
+            if (!sure) v->exact = 0;
+            int wrong = hi[i] < lo[j] || (sure && lo[i] == lo[j] && cand[i] > cand[j]);
+            if (!wrong) continue;
+            snprintf(v->why, sizeof v->why,
+                     "evicted unit %llu (%u..%u unimportant steps) but kept unit %llu (%u..%u) among %u candidates",
+                     (unsigned long long)cand[i], lo[i], hi[i], (unsigned long long)cand[j], lo[j], hi[j], n);
+            v->ok = 0;
+            return;
+        }
+    }
+}
+
 ref_verdict ref_check(const ref_model *m, uint32_t g, const uint64_t *victims, uint32_t n_victims, double tol_rel) {
     ref_verdict v;
     memset(&v, 0, sizeof v);
@@ -209,14 +372,22 @@ ref_verdict ref_check(const ref_model *m, uint32_t g, const uint64_t *victims, u
         }
         victim[at] = 1;
     }
-    if (m->c.rule == REF_RANDOM) return v; /* any distinct candidates; the distribution is tested apart */
+    /* any distinct candidates; the distributions are tested apart */
+    if (m->c.rule == REF_RANDOM || m->c.rule == REF_KEYFORMER || m->c.rule == REF_VASE_DKV) return v;
+    if (m->c.rule == REF_SCISSOR) {
+        check_scissor(m, g, cand, n, victim, &v);
+        return v;
+    }
+    int whole = m->c.rule == REF_KEYDIFF || m->c.rule == REF_RKV; /* scores that look at every resident */
+    if (m->c.rule == REF_KEYDIFF) keydiff_keep(m, g, cand, n);
+    if (m->c.rule == REF_RKV) rkv_keep(m, g);
     if (m->c.rule == REF_VASE) {
         check_vase(m, g, cand, n, victim, tol_rel, &v);
         return v;
     }
     double top = 0.0;
     for (uint32_t i = 0; i < n; i++) {
-        score[i] = unit_sum(m, g, cand[i], 0);
+        score[i] = unit_sum(m, g, cand[i], whole ? 3 : 0);
         if (fabs(score[i]) > top) top = fabs(score[i]);
     }
     double tol = tol_rel * top;
@@ -272,6 +443,7 @@ void ref_insert(ref_model *m, int64_t pos, const float *k, const float *v, const
     for (uint32_t g = 0; g < m->groups; g++) {
         ref_tok *t = &m->tok[g][m->n[g]++];
         t->acc = t->steps = t->cur = t->since = 0.0;
+        t->n_low = t->n_amb = 0;
         t->pos = pos;
         t->seq = m->appended;
         t->slot = slots ? (int32_t)slots[g] : -1;
@@ -293,6 +465,16 @@ void ref_insert(ref_model *m, int64_t pos, const float *k, const float *v, const
 
 /* One step of mass for group g: mass[i] for resident i. */
 static void deliver(ref_model *m, uint32_t g, const double *mass) {
+    uint32_t step = ++m->steps[g];
+    double t = m->c.mutant == REF_MUT_SCISSOR_RESIDENT_T ? m->n[g] : (double)m->appended;
+    double thr = 1.0 / (t > 0 ? t : 1);
+    for (uint32_t i = 0; i < m->n[g] && m->c.rule == REF_SCISSOR && step < 65536; i++) {
+        ref_tok *tk = &m->tok[g][i];
+        /* STORE masses come from an f32 softmax: too close to call is recorded apart */
+        int amb = !m->c.index && fabs(mass[i] - thr) <= 1e-4 * thr;
+        if (amb && tk->n_amb < REF_MAXSTEPS) tk->amb[tk->n_amb++] = (uint16_t)step;
+        else if (!amb && mass[i] < thr && tk->n_low < REF_MAXSTEPS) tk->low[tk->n_low++] = (uint16_t)step;
+    }
     for (uint32_t i = 0; i < m->n[g]; i++) {
         ref_tok *t = &m->tok[g][i];
         t->acc += mass[i];

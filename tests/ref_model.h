@@ -14,8 +14,22 @@
 #define REF_MAXCAP 256
 #define REF_MAXG REF_MAXKV
 #define REF_MAXW 16
+#define REF_MAXSTEPS 1024 /* attention steps a trace may deliver (scissorhands' records) */
 
-typedef enum { REF_WINDOW, REF_SINK, REF_RANDOM, REF_H2O, REF_TOVA, REF_KNORM, REF_VATP, REF_VASE } ref_rule;
+typedef enum {
+    REF_WINDOW, REF_SINK, REF_RANDOM, REF_H2O, REF_TOVA, REF_KNORM, REF_VATP, REF_VASE,
+    REF_KEYDIFF, REF_SCISSOR, REF_RKV, REF_KEYFORMER, REF_VASE_DKV
+} ref_rule;
+
+/* Plausible wrong rules, to show that the checks can fail (ref_cfg::mutant). */
+enum {
+    REF_EXACT = 0,
+    REF_MUT_KEYDIFF_CAND_ANCHOR,  /* keydiff: anchor over the candidates only */
+    REF_MUT_SCISSOR_NO_WINDOW,    /* scissorhands: count over the whole history */
+    REF_MUT_SCISSOR_RESIDENT_T,   /* scissorhands: threshold 1/(residents) instead of 1/t */
+    REF_MUT_RKV_NO_EXEMPT,        /* rkv: no near-duplicate exemption */
+    REF_MUT_RKV_MEAN_HEADS        /* rkv: mean over the GQA group's logits instead of max */
+};
 
 typedef struct {
     ref_rule rule;
@@ -28,6 +42,9 @@ typedef struct {
     uint32_t pool;  /* vase: width of the average pooling */
     uint32_t qwin;  /* vase, STORE mode: queries remembered */
     double scale;   /* attention logit scale */
+    double lambda, threshold; /* rkv */
+    uint32_t history;         /* scissorhands */
+    int mutant;               /* REF_EXACT or a REF_MUT_* wrong rule */
 } ref_cfg;
 
 typedef struct {
@@ -39,7 +56,12 @@ typedef struct {
     double acc;   /* accumulated mass (h2o, vatp) */
     double steps; /* steps in which the group received mass (h2o lifetime) */
     double cur;   /* mass of the latest step (tova) */
-    double since; /* mass since the group's last eviction (vase, INDEX mode) */
+    double since; /* mass since the group's last eviction (vase, rkv INDEX mode) */
+    /* scissorhands: steps (group step numbers, from 1) in which the token's mass was
+     * surely below 1/t, and those too close to 1/t to call in f32 (STORE) */
+    uint32_t n_low, n_amb;
+    uint16_t low[REF_MAXSTEPS], amb[REF_MAXSTEPS];
+    double keep; /* scratch: keep-score of rules that look at all residents */
 } ref_tok;
 
 typedef struct {
@@ -52,6 +74,7 @@ typedef struct {
     uint32_t calls[REF_MAXG];
     float ring[REF_MAXW][REF_MAXQ * REF_MAXD]; /* STORE: recent queries */
     uint32_t ring_n, ring_head;
+    uint32_t steps[REF_MAXG]; /* attention steps delivered to each group */
 } ref_model;
 
 /* Outcome of checking one eviction of one group against the rule. */

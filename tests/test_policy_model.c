@@ -39,13 +39,20 @@ typedef struct {
     uint64_t seed, trace;
     uint32_t pool;
     float scale; /* 0: the default 1/sqrt(head_dim) */
+    int mutant;  /* the model applies this wrong rule (REF_MUT_*) and the run must catch it */
 } run_cfg;
 
 typedef struct {
     uint64_t events, exact, tolerated, skipped, evicted_tokens, attends;
     uint64_t hash;
     int failed;
+    int rejected; /* a mutant run: the check caught the wrong rule */
 } run_out;
+
+/* Parameters of the new rules as the matrix sets them (variant-dependent, so
+ * both the reference defaults and other values are covered). */
+static double rkv_lambda(uint32_t cap) { return cap % 2 ? 0.1 : 0.6; }
+static uint32_t scissor_history(uint32_t cap) { return 3 + cap % 7; }
 
 static void describe(const run_cfg *r, char *buf, size_t n) {
     snprintf(buf, n, "%s%s %s %s kv=%u q=%u d=%u cap=%u sink=%u recent=%u chunk=%u block=%u seed=%llu",
@@ -72,6 +79,12 @@ static kvc_cache *make_cache(const run_cfg *r) {
         rc |= kvc_cache_set_param(c, "reserve", 0.25);
         rc |= kvc_cache_set_param(c, "pool", r->pool);
     }
+    if (r->rule == REF_RKV) {
+        rc |= kvc_cache_set_param(c, "lambda", rkv_lambda(v->cap));
+        rc |= kvc_cache_set_param(c, "threshold", 0.5);
+        rc |= kvc_cache_set_param(c, "pool", r->pool);
+    }
+    if (r->rule == REF_SCISSOR) rc |= kvc_cache_set_param(c, "history", scissor_history(v->cap));
     if (r->scale > 0) rc |= kvc_cache_set_scale(c, r->scale);
     if (rc) {
         kvc_cache_destroy(c);
@@ -150,11 +163,16 @@ static void run(const run_cfg *r, double tol, run_out *o) {
     }
     ref_cfg rc = {r->rule, v->n_kv, v->n_q, v->d, cap, r->shared, r->mode == KVC_MODE_INDEX,
                   v->sink, v->recent, v->chunk, v->block, r->lifetime, 0.25, r->pool,
-                  r->rule == REF_VASE ? 4 : 0, r->scale > 0 ? r->scale : (double)(1.0f / sqrtf((float)v->d))};
+                  r->rule == REF_VASE ? 4 : r->rule == REF_RKV ? 8 : 0,
+                  r->scale > 0 ? r->scale : (double)(1.0f / sqrtf((float)v->d)),
+                  rkv_lambda(cap), 0.5, scissor_history(cap), r->mutant};
     ref_init(m, &rc);
     for (size_t i = 0; i < maxpos; i++) slot_of[i] = -1;
     for (size_t i = 0; i < (size_t)G * cap; i++) after[i] = -1;
-    int stats_needed = r->rule == REF_KNORM || r->rule == REF_VATP || r->rule == REF_VASE;
+    int stats_needed = r->rule == REF_KNORM || r->rule == REF_VATP || r->rule == REF_VASE ||
+                       r->rule == REF_KEYDIFF || r->rule == REF_RKV || r->rule == REF_VASE_DKV;
+    int stochastic = r->rule == REF_RANDOM || r->rule == REF_VASE || r->rule == REF_KEYFORMER ||
+                     r->rule == REF_VASE_DKV;
     int64_t pos = -1;
     for (t = 0; t < v->steps; t++) {
         pos += 1 + below(&rs, 3);
@@ -185,10 +203,14 @@ static void run(const run_cfg *r, double tol, run_out *o) {
                     int nu = to_units(m, g, ev, n_ev, units, why, sizeof why);
                     if (nu < 0) RUN_FAIL("group %u: %s", g, why);
                     ref_verdict vd = ref_check(m, g, units, (uint32_t)nu, tol);
+                    if (!vd.ok && r->mutant) {
+                        o->rejected = 1;
+                        goto done;
+                    }
                     if (!vd.ok) RUN_FAIL("group %u: %s", g, vd.why);
                     o->events++;
                     o->exact += (uint64_t)vd.exact;
-                    o->tolerated += (uint64_t)(!vd.exact && r->rule != REF_RANDOM && r->rule != REF_VASE);
+                    o->tolerated += (uint64_t)(!vd.exact && !stochastic);
                     o->skipped += (uint64_t)vd.skipped;
                     o->evicted_tokens += n_ev;
                     for (uint32_t i = 0; i < n_ev; i++) o->hash = hash_step(o->hash, (uint64_t)ev[i] * 8 + g);
@@ -272,10 +294,14 @@ static void run(const run_cfg *r, double tol, run_out *o) {
                     int nu = to_units(m, g, ev, n_ev, units, why, sizeof why);
                     if (nu < 0) RUN_FAIL("group %u: %s", g, why);
                     ref_verdict vd = ref_check(m, g, units, (uint32_t)nu, tol);
+                    if (!vd.ok && r->mutant) {
+                        o->rejected = 1;
+                        goto done;
+                    }
                     if (!vd.ok) RUN_FAIL("group %u: %s", g, vd.why);
                     o->events++;
                     o->exact += (uint64_t)vd.exact;
-                    o->tolerated += (uint64_t)(!vd.exact && r->rule != REF_RANDOM && r->rule != REF_VASE);
+                    o->tolerated += (uint64_t)(!vd.exact && !stochastic);
                     o->skipped += (uint64_t)vd.skipped;
                     o->evicted_tokens += n_ev;
                     for (uint32_t i = 0; i < n_ev; i++) o->hash = hash_step(o->hash, (uint64_t)ev[i] * 8 + g);
@@ -330,7 +356,8 @@ typedef struct {
 static const rule_row deterministic[] = {
     {"window", REF_WINDOW, 0, 0, 0},    {"sink", REF_SINK, 0, 0, 0},     {"h2o", REF_H2O, 0, 1e-4, 0},
     {"h2o", REF_H2O, 1, 1e-4, 1e-6},    {"tova", REF_TOVA, 0, 1e-4, 0},   {"knorm", REF_KNORM, 0, 1e-5, 1e-5},
-    {"vatp", REF_VATP, 0, 1e-4, 1e-5},
+    {"vatp", REF_VATP, 0, 1e-4, 1e-5},  {"keydiff", REF_KEYDIFF, 0, 1e-5, 1e-5},
+    {"scissorhands", REF_SCISSOR, 0, 0, 0}, {"rkv", REF_RKV, 0, 1e-9, 1e-9},
 };
 
 /* KVC_TEST_SHORT=1 (valgrind): skip the largest shape. */
@@ -348,7 +375,8 @@ static void run_matrix(const rule_row *row, uint64_t seed, int only_small, uint6
             for (size_t vi = 0; vi < N_VARIANTS; vi++) {
                 if (only_small && variants[vi].cap > (only_small == 2 ? 100u : 32u)) continue;
                 run_cfg r = {row->policy, row->rule, row->lifetime, (kvc_mode)mode, shared, variants[vi], seed,
-                             1000 * vi + 10 * mode + shared + 7, 4 + (uint32_t)(vi & 1), vi == 1 ? 0.5f : 0.0f};
+                             1000 * vi + 10 * mode + shared + 7, 4 + (uint32_t)(vi & 1), vi == 1 ? 0.5f : 0.0f,
+                             REF_EXACT};
                 run_out o;
                 run(&r, mode ? row->tol_index : row->tol_store, &o);
                 if (o.failed) return;
@@ -383,8 +411,11 @@ TEST(policy_model_deterministic) {
  * the same seed replays the same victims (on the smaller shapes) while
  * another seed does not. */
 TEST(policy_model_stochastic) {
-    static const rule_row rows[] = {{"random", REF_RANDOM, 0, 0, 0}, {"vase", REF_VASE, 0, 1e-5, 1e-5}};
-    for (size_t i = 0; i < 2; i++) {
+    static const rule_row rows[] = {{"random", REF_RANDOM, 0, 0, 0},
+                                    {"vase", REF_VASE, 0, 1e-5, 1e-5},
+                                    {"keyformer", REF_KEYFORMER, 0, 0, 0},
+                                    {"vase_dkv", REF_VASE_DKV, 0, 0, 0}};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         uint64_t h1 = 0, h2 = 0, h3 = 0, steps = 0, events = 0;
         run_matrix(&rows[i], 11, 0, &h1, &steps, &events);
         h1 = 0;
@@ -394,4 +425,39 @@ TEST(policy_model_stochastic) {
         CHECKF(h1 == h2, "%s: the same seed gave different victims", rows[i].policy);
         CHECKF(h1 != h3, "%s: seeds 11 and 12 gave the same victims", rows[i].policy);
     }
+}
+
+/* The checks can fail: with the model applying a plausible wrong rule, some
+ * eviction of the library's trace must contradict it, in each mode. */
+TEST(policy_model_rejects_wrong_rules) {
+    static const struct {
+        const char *policy;
+        ref_rule rule;
+        int mutant;
+        const char *what;
+    } wrong[] = {
+        {"keydiff", REF_KEYDIFF, REF_MUT_KEYDIFF_CAND_ANCHOR, "an anchor over the candidates only"},
+        {"scissorhands", REF_SCISSOR, REF_MUT_SCISSOR_NO_WINDOW, "counting over the whole history"},
+        {"scissorhands", REF_SCISSOR, REF_MUT_SCISSOR_RESIDENT_T, "the threshold 1/residents"},
+        {"rkv", REF_RKV, REF_MUT_RKV_NO_EXEMPT, "no near-duplicate exemption"},
+        {"rkv", REF_RKV, REF_MUT_RKV_MEAN_HEADS, "the mean of the GQA group's logits"},
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++)
+        for (int mode = 0; mode < 2; mode++) {
+            int caught = 0;
+            for (size_t vi = 0; vi < N_VARIANTS && !caught; vi++) {
+                /* the GQA mutant needs query heads to differ, and queries exist in STORE mode only */
+                if (wrong[i].mutant == REF_MUT_RKV_MEAN_HEADS && (mode || variants[vi].n_q == variants[vi].n_kv))
+                    continue;
+                run_cfg r = {wrong[i].policy, wrong[i].rule, 0, (kvc_mode)mode, 0, variants[vi], 1,
+                             1000 * vi + 10 * mode + 7, 4 + (uint32_t)(vi & 1), 0.0f, wrong[i].mutant};
+                run_out o;
+                run(&r, 1e-9, &o);
+                if (o.failed) return;
+                caught = o.rejected;
+            }
+            if (wrong[i].mutant == REF_MUT_RKV_MEAN_HEADS && mode) continue;
+            CHECKF(caught, "%s %s: the model check cannot tell %s apart", wrong[i].policy, mode ? "INDEX" : "STORE",
+                   wrong[i].what);
+        }
 }
