@@ -262,22 +262,24 @@ TEST(invariant_read_returns_appended) {
 TEST(invariant_policy_defaults) {
     static const struct {
         const char *name;
-        int64_t scope, sink, recent, chunk;
+        int64_t scope, sink, recent, chunk, window;
     } want[] = {
-        {"full", 0, 0, 0, 1},  {"window", 0, 0, 0, 1}, {"sink", 0, 4, 0, 1},  {"random", 0, 0, 0, 1},
-        {"h2o", 0, 0, 512, 1}, {"tova", 1, 0, 0, 1},   {"knorm", 0, 4, 0, 1}, {"vatp", 0, 4, 0, 1},
-        {"vase", 0, 4, 64, 64},
+        {"full", 0, 0, 0, 1, 64},    {"window", 0, 0, 0, 1, 64},   {"sink", 0, 4, 0, 1, 64},
+        {"random", 0, 0, 0, 1, 64},  {"h2o", 0, 0, 1024, 1, 64},   {"tova", 1, 0, 0, 1, 64},
+        {"knorm", 0, 4, 0, 1, 64},   {"vatp", 0, 4, 0, 1, 64},     {"vase", 0, 4, 64, 64, 64},
+        {"vase_dkv", 0, 4, 64, 64, 64}, {"rkv", 0, 0, 8, 128, 8},  {"keydiff", 0, 0, 0, 1, 64},
+        {"scissorhands", 0, 0, 10, 1, 64}, {"keyformer", 0, 0, 614, 1, 64}, /* 30% of 2048 */
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         kvc_cache *c;
         int64_t v[7];
-        /* at 1024 slots the reference defaults fit unscaled */
-        REQUIRE(kvc_cache_create(&c, 2, 2, 8, 1024, KVC_DTYPE_F32, KVC_MODE_INDEX, kvc_policy_by_name(want[i].name),
+        /* at 2048 slots the reference defaults fit unscaled (rkv's chunk 128 = capacity/16) */
+        REQUIRE(kvc_cache_create(&c, 2, 2, 8, 2048, KVC_DTYPE_F32, KVC_MODE_INDEX, kvc_policy_by_name(want[i].name),
                                  NULL) == KVC_OK);
         for (int k = 0; k < 7; k++) REQUIRE(kvc_cache_get(c, (kvc_option)k, &v[k]) == KVC_OK);
         CHECKF(v[KVC_OPT_SCOPE] == want[i].scope && v[KVC_OPT_SINK] == want[i].sink &&
                    v[KVC_OPT_RECENT] == want[i].recent && v[KVC_OPT_CHUNK] == want[i].chunk &&
-                   v[KVC_OPT_BLOCK] == 1 && v[KVC_OPT_SEED] == 0 && v[KVC_OPT_QUERY_WINDOW] == 64,
+                   v[KVC_OPT_BLOCK] == 1 && v[KVC_OPT_SEED] == 0 && v[KVC_OPT_QUERY_WINDOW] == want[i].window,
                "%s defaults: scope %lld sink %lld recent %lld chunk %lld block %lld seed %lld window %lld",
                want[i].name, (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3], (long long)v[4],
                (long long)v[5], (long long)v[6]);
@@ -294,6 +296,20 @@ TEST(invariant_policy_defaults) {
     REQUIRE(kvc_cache_create(&c, 1, 1, 8, 512, KVC_DTYPE_F32, KVC_MODE_STORE, kvc_policy_h2o(), NULL) == KVC_OK);
     CHECK(kvc_cache_get_param(c, "norm", &d) == KVC_OK && d == 0);
     kvc_cache_destroy(c);
+    /* the new policies' parameters (docs/policies.md cites where each value comes from) */
+    static const struct {
+        const char *policy, *param;
+        double value;
+    } params[] = {{"vase_dkv", "rank", 20},      {"rkv", "lambda", 0.1},         {"rkv", "threshold", 0.5},
+                  {"rkv", "pool", 7},            {"scissorhands", "history", 400}, {"keyformer", "tau_init", 1},
+                  {"keyformer", "tau_end", 2},   {"keyformer", "horizon", 128}};
+    for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
+        REQUIRE(kvc_cache_create(&c, 1, 1, 8, 512, KVC_DTYPE_F32, KVC_MODE_STORE, kvc_policy_by_name(params[i].policy),
+                                 NULL) == KVC_OK);
+        CHECKF(kvc_cache_get_param(c, params[i].param, &d) == KVC_OK && d == params[i].value, "%s %s = %g",
+               params[i].policy, params[i].param, d);
+        kvc_cache_destroy(c);
+    }
     /* small budgets: chunk capped at capacity/16; sink and recent at capacity/4
      * only when the defaults leave no room to evict */
     int64_t chunk, recent, sink;

@@ -405,3 +405,253 @@ TEST(vase_pool_width_exact) {
         kvc_cache_destroy(c);
     }
 }
+
+/* ------------------------------------------------------------ keyformer */
+
+/* Gumbel(0, 1) from the test's own generator (independent of the library's). */
+static double gumbel(uint64_t *s) { return -log(-log(1.0 - kvt_unif(s))); }
+
+/* Probabilities, by Monte Carlo with the test's own generator, that candidate
+ * i (of the first n_c) holds the largest accumulated score after `steps`
+ * steps; step t adds softmax((f(m[t][i]) + sign * g) / tau[t]) over its n[t]
+ * residents, f = log (the rule) or the identity (noise on the weights). */
+static void kf_model(int steps, const double m[][5], const int *n, const double *tau, int n_c, int use_log,
+                     double sign, int noise, double *p) {
+    enum { M = 400000 };
+    uint64_t s = 4242, counts[5] = {0};
+    for (int it = 0; it < M; it++) {
+        double acc[5] = {0};
+        for (int t = 0; t < steps; t++) {
+            double z[5], mx = -INFINITY, sum = 0;
+            for (int i = 0; i < n[t]; i++) {
+                z[i] = ((use_log ? log(m[t][i]) : m[t][i]) + (noise ? sign * gumbel(&s) : 0.0)) / tau[t];
+                mx = z[i] > mx ? z[i] : mx;
+            }
+            for (int i = 0; i < n[t]; i++) sum += (z[i] = exp(z[i] - mx));
+            for (int i = 0; i < n[t]; i++) acc[i] += z[i] / sum;
+        }
+        int best = 0;
+        for (int i = 1; i < n_c; i++) best = acc[i] > acc[best] ? i : best;
+        counts[best]++;
+    }
+    for (int i = 0; i < n_c; i++) p[i] = (double)counts[i] / M;
+}
+
+/* Run keyformer in INDEX mode: capacity 5, recent 1, chunk 3, so 3 of the 4
+ * oldest tokens go at the 6th reserve and one survives. `steps` observe
+ * steps precede it (the first before token 4 arrives when steps == 2).
+ * Returns the survivor's index among tokens 0..3, or -1. */
+static int kf_survivor(const char *params, int seed, int steps, const double m[][5]) {
+    char spec[200];
+    snprintf(spec, sizeof spec, "keyformer sink=0 recent=1 chunk=3 %s seed=%d", params, seed);
+    kvc_cache *c;
+    if (kvc_cache_create_spec(&c, 1, 1, 2, 5, KVC_DTYPE_F32, KVC_MODE_INDEX, spec, NULL) != KVC_OK) return -1;
+    uint32_t slot_of[6];
+    float mass[5];
+    int ok = 1;
+    for (int t = 0; t < 6 && ok; t++) {
+        int step = steps == 2 ? t - 4 : t - 5; /* which observe step precedes reserve t, if any */
+        if (step >= 0 && step < steps) {
+            for (int s = 0; s < 5; s++) mass[s] = 0.0f;
+            for (int i = 0; i < t; i++) mass[slot_of[i]] = (float)m[step][i];
+            ok = kvc_cache_observe(c, 0, mass, 5) == KVC_OK;
+        }
+        ok = ok && kvc_cache_reserve(c, t, NULL, NULL, &slot_of[t], NULL) == KVC_OK;
+    }
+    int64_t res[5];
+    uint32_t n = ok ? residents(c, 0, res) : 0;
+    int kept = -1, kept_n = 0;
+    for (int i = 0; i < 4; i++)
+        if (contains(res, n, i)) kept = i, kept_n++;
+    kvc_cache_destroy(c);
+    return ok && n == 3 && contains(res, n, 4) && contains(res, n, 5) && kept_n == 1 ? kept : -1;
+}
+
+/* One step: argmax of log m + Gumbel is m-proportional (the Gumbel-max
+ * trick), whatever the temperature, so the survivor of 3 evictions among 4
+ * candidates follows m exactly. */
+TEST(keyformer_gumbel_max_survivor) {
+    const int N = trials(8000);
+    static const double m[1][5] = {{0.08, 0.16, 0.24, 0.32, 0.2}};
+    uint64_t counts[4] = {0};
+    int ok = 1;
+    for (int trial = 0; trial < N && ok; trial++) {
+        int k = kf_survivor("", trial, 1, m);
+        ok = k >= 0;
+        if (ok) counts[k]++;
+    }
+    REQUIRE(ok);
+    double p[4], alt[4];
+    for (int i = 0; i < 4; i++) p[i] = m[0][i] / 0.8;
+    check_fit("keyformer, one step", counts, p, 4);
+    static const int n1[1] = {5};
+    static const double tau1[1] = {1.0};
+    kf_model(1, m, n1, tau1, 4, 0, 1.0, 1, alt);
+    check_rejects("Gumbel noise added to the weights, not their logarithms", counts, alt, 4);
+    kf_model(1, m, n1, tau1, 4, 1, -1.0, 1, alt);
+    check_rejects("the noise subtracted (a Gumbel-min)", counts, alt, 4);
+    for (int i = 0; i < 4; i++) alt[i] = i == 3 ? 0.97 : 0.01; /* no noise: H2O keeps the heaviest */
+    check_rejects("no noise", counts, alt, 4);
+}
+
+/* Two steps with the temperature rising from 0.5 to 4 over one step
+ * (horizon 1): the survivor follows the accumulated Gumbel-softmax scores
+ * at those two temperatures, not at one fixed temperature, and not the last
+ * step alone. */
+TEST(keyformer_temperature_schedule) {
+    const int N = trials(8000);
+    static const double m[2][5] = {{0.5, 0.3, 0.15, 0.05, 0}, {0.05, 0.1, 0.25, 0.4, 0.2}};
+    static const int n[2] = {4, 5};
+    uint64_t counts[4] = {0};
+    int ok = 1;
+    for (int trial = 0; trial < N && ok; trial++) {
+        int k = kf_survivor("tau_init=0.5 tau_end=4 horizon=1", trial + 50000, 2, m);
+        ok = k >= 0;
+        if (ok) counts[k]++;
+    }
+    REQUIRE(ok);
+    double p[4], alt[4];
+    static const double rule[2] = {0.5, 4.0}, low[2] = {0.5, 0.5}, high[2] = {4.0, 4.0};
+    kf_model(2, m, n, rule, 4, 1, 1.0, 1, p);
+    check_fit("keyformer, tau 0.5 then 4", counts, p, 4);
+    kf_model(2, m, n, low, 4, 1, 1.0, 1, alt);
+    check_rejects("a fixed temperature 0.5", counts, alt, 4);
+    kf_model(2, m, n, high, 4, 1, 1.0, 1, alt);
+    check_rejects("a fixed temperature 4", counts, alt, 4);
+    kf_model(1, m + 1, n + 1, rule + 1, 4, 1, 1.0, 1, alt);
+    check_rejects("the last step alone", counts, alt, 4);
+}
+
+/* ------------------------------------------------------------ vase_dkv */
+
+/* STORE mode, rank 2: candidates k = v = a_i e_i on orthogonal axes, so
+ * ||k G||^2 = a_i^2 E_i with E_i independent Exp(1) (a chi-square with 2
+ * degrees of freedom over 2), and the score (a_i^2 E_i)^2 is lowest for
+ * candidate i with probability (1/a_i^2) / sum_j (1/a_j^2). */
+static int dkv_victim(const char *params, int seed, const float a2[4]) {
+    char spec[160];
+    snprintf(spec, sizeof spec, "vase_dkv sink=0 recent=1 chunk=1 %s seed=%d", params, seed);
+    kvc_cache *c;
+    if (kvc_cache_create_spec(&c, 1, 1, 4, 5, KVC_DTYPE_F32, KVC_MODE_STORE, spec, NULL) != KVC_OK) return -1;
+    int ok = 1;
+    for (int t = 0; t < 6 && ok; t++) {
+        float kv[4] = {0.5f, 0.5f, 0.5f, 0.5f};
+        if (t < 4) {
+            kv[0] = kv[1] = kv[2] = kv[3] = 0.0f;
+            kv[t] = sqrtf(a2[t]);
+        }
+        ok = kvc_cache_append(c, t, kv, kv) == KVC_OK;
+    }
+    int64_t res[5];
+    uint32_t n = ok ? residents(c, 0, res) : 0;
+    int gone = -1, gone_n = 0;
+    for (int i = 0; i < 4; i++)
+        if (!contains(res, n, i)) gone = i, gone_n++;
+    kvc_cache_destroy(c);
+    return ok && n == 5 && gone_n == 1 ? gone : -1;
+}
+
+/* Monte Carlo of the victim under variants of the rule: rank r, separate
+ * projections for keys and values. */
+static void dkv_model(const float a2[4], int rank, int separate, double *p) {
+    enum { M = 400000 };
+    uint64_t s = 99, counts[4] = {0};
+    for (int it = 0; it < M; it++) {
+        double best = INFINITY;
+        int arg = 0;
+        for (int i = 0; i < 4; i++) {
+            double kk = 0, vv = 0;
+            for (int j = 0; j < rank; j++) {
+                double u1 = 1.0 - kvt_unif(&s), u2 = kvt_unif(&s);
+                double z = sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2), z2 = z;
+                if (separate) {
+                    u1 = 1.0 - kvt_unif(&s), u2 = kvt_unif(&s);
+                    z2 = sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
+                }
+                kk += z * z;
+                vv += z2 * z2;
+            }
+            double score = a2[i] * kk * a2[i] * vv;
+            if (score < best) best = score, arg = i;
+        }
+        counts[arg]++;
+    }
+    for (int i = 0; i < 4; i++) p[i] = (double)counts[i] / M;
+}
+
+TEST(vase_dkv_projection_distribution) {
+    const int N = trials(8000);
+    static const float a2[4] = {1, 2, 3, 4};
+    uint64_t counts[4] = {0};
+    int ok = 1;
+    for (int trial = 0; trial < N && ok; trial++) {
+        int k = dkv_victim("rank=2", trial, a2);
+        ok = k >= 0;
+        if (ok) counts[k]++;
+    }
+    REQUIRE(ok);
+    double p[4], alt[4], z = 0;
+    for (int i = 0; i < 4; i++) z += 1.0 / a2[i];
+    for (int i = 0; i < 4; i++) p[i] = 1.0 / a2[i] / z;
+    check_fit("vase_dkv rank 2, victim", counts, p, 4);
+    dkv_model(a2, 2, 1, alt);
+    check_rejects("separate projections for keys and values", counts, alt, 4);
+    dkv_model(a2, 20, 0, alt);
+    check_rejects("rank 20 instead of 2", counts, alt, 4);
+    for (int i = 0; i < 4; i++) alt[i] = i == 0 ? 0.97 : 0.01; /* exact leverage: the smallest always goes */
+    check_rejects("no projection (exact norms)", counts, alt, 4);
+    /* and the default rank is 20: the same cache without rank= follows the rank-20 law */
+    double p20[4];
+    dkv_model(a2, 20, 0, p20);
+    uint64_t c20[4] = {0};
+    for (int trial = 0; trial < N && ok; trial++) {
+        int k = dkv_victim("", trial + 777, a2);
+        ok = k >= 0;
+        if (ok) c20[k]++;
+    }
+    REQUIRE(ok);
+    check_fit("vase_dkv default rank (20)", c20, p20, 4);
+    check_rejects("rank 2 as the default", c20, p, 4);
+}
+
+/* The projection is drawn again at every eviction: one INDEX cache of
+ * capacity 3 (recent 1) fed tokens on two orthogonal axes at random; whenever
+ * the two candidates lie on different axes (same norm), each is the victim
+ * with probability 1/2, independently of earlier evictions. A projection
+ * drawn once would always evict the same axis. */
+TEST(vase_dkv_redrawn_each_eviction) {
+    const int N = trials(6000);
+    kvc_cache *c;
+    REQUIRE(kvc_cache_create_spec(&c, 1, 1, 2, 3, KVC_DTYPE_F32, KVC_MODE_INDEX,
+                                  "vase_dkv sink=0 recent=1 chunk=1 seed=5", NULL) == KVC_OK);
+    uint64_t s = 31, counts[2] = {0}, pairs[4] = {0};
+    int axis[8192], prev = -1, ok = 1;
+    for (int t = 0; t < N && t < 8192 && ok; t++) {
+        int64_t before[3];
+        uint32_t nb = residents(c, 0, before), slot;
+        axis[t] = kvt_unif(&s) < 0.5 ? 0 : 1;
+        float kv[2] = {axis[t] == 0 ? 1.0f : 0.0f, axis[t] == 1 ? 1.0f : 0.0f};
+        int64_t ev[1];
+        ok = kvc_cache_reserve(c, t, kv, kv, &slot, ev) == KVC_OK;
+        if (!ok || nb < 3) continue;
+        /* candidates: the two older residents */
+        int a = axis[before[0]], b = axis[before[1]];
+        if (a == b) {
+            prev = -1;
+            continue;
+        }
+        int gone_axis = axis[ev[0]];
+        ok = ev[0] == before[0] || ev[0] == before[1];
+        counts[gone_axis]++;
+        if (prev >= 0) pairs[prev * 2 + gone_axis]++;
+        prev = gone_axis;
+    }
+    kvc_cache_destroy(c);
+    REQUIRE(ok);
+    double half[2] = {0.5, 0.5}, fixed[2] = {0.9, 0.1}, quarter[4] = {0.25, 0.25, 0.25, 0.25};
+    double sticky[4] = {0.35, 0.15, 0.15, 0.35};
+    check_fit("vase_dkv, axis of the victim", counts, half, 2);
+    check_rejects("one axis favoured 9:1", counts, fixed, 2);
+    check_fit("vase_dkv, consecutive victims' axes", pairs, quarter, 4);
+    check_rejects("victims repeating their axis 70% of the time", pairs, sticky, 4);
+}
