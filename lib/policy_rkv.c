@@ -22,7 +22,8 @@
  * first attend, the importance is the attention mass observed since the
  * group's previous eviction, normalised over the prefix, then pooled.
  * The policy keeps an f32 copy of the keys (head_dim floats per slot and kv
- * head). Cost per eviction: O(n^2 head_dim) for the similarities. */
+ * head). Cost per eviction: O(n head_dim) for the column sums, plus up to
+ * O(n^2 head_dim) (f32) to find the near-duplicates. */
 #include <math.h>
 
 #include "policy_util.h"
@@ -32,12 +33,13 @@ typedef struct {
     double lambda, threshold;
     float scale;
     float *k;          /* per (group, slot): heads x d keys */
-    double *inv_norm;  /* per (group, slot): heads x 1/(|k| + 1e-8), in double so cosines are exact */
+    double *inv_norm;  /* per (group, slot): heads x 1/(|k| + 1e-8) */
     float *acc;        /* per (group, slot): mass since the last eviction (INDEX) */
     uint32_t *order;   /* residents in position order */
     uint32_t *rank;    /* slot -> index in order */
     uint32_t *idx;     /* selection scratch */
     double *imp, *pooled, *red, *col, *rowv, *score; /* capacity each */
+    double *sum;       /* head_dim: sum of the unit keys of one head */
 } rkv_state;
 
 static size_t row(const rkv_state *s) { return (size_t)s->heads * s->d; }
@@ -46,7 +48,8 @@ static size_t state_size(const kvc_policy_ctx *ctx) {
     size_t hd = (size_t)ctx->kv_heads * ctx->head_dim;
     return kvc__hdr(sizeof(rkv_state)) + kvc__slot_arrays(ctx, ctx->kv_heads, sizeof(double)) +
            kvc__slot_arrays(ctx, hd + 1, sizeof(float)) +
-           (size_t)ctx->capacity * (3 * sizeof(uint32_t) + 6 * sizeof(double)) + 8;
+           (size_t)ctx->capacity * (3 * sizeof(uint32_t) + 6 * sizeof(double)) +
+           (size_t)ctx->head_dim * sizeof(double) + 8;
 }
 
 static int init(void *state, const kvc_policy_ctx *ctx) {
@@ -74,6 +77,7 @@ static int init(void *state, const kvc_policy_ctx *ctx) {
     s->col = s->red + cap;
     s->rowv = s->col + cap;
     s->score = s->rowv + cap;
+    s->sum = s->score + cap;
     return 0;
 }
 
@@ -143,28 +147,41 @@ static void importance(rkv_state *s, const kvc_select *req, uint32_t np) {
         for (uint32_t t = 0; t < np; t++) s->imp[t] /= sum;
 }
 
-/* red[0..n): redundancy of each resident order[t], averaged over kv heads. */
+/* red[0..n): redundancy of each resident order[t], averaged over kv heads.
+ * Column j of the cosine matrix (diagonal 0) sums to u_j . (S - u_j), with
+ * u the unit keys and S their sum: O(n head_dim). Only the exemptions need
+ * pairs: each row's most recent near-duplicate, found by scanning from the
+ * newest resident back and stopping at the first, so repetitive text (the
+ * case R-KV is for) costs far less than the O(n^2 head_dim) worst case. */
 static void redundancy(rkv_state *s, uint32_t g, uint32_t n) {
     for (uint32_t t = 0; t < n; t++) s->red[t] = 0.0;
     for (uint32_t h = 0; h < s->heads; h++) {
-        for (uint32_t t = 0; t < n; t++) s->col[t] = 0.0;
+        for (uint32_t e = 0; e < s->d; e++) s->sum[e] = 0.0;
+        for (uint32_t t = 0; t < n; t++) {
+            s->rowv[t] = s->inv_norm[((size_t)g * s->cap + s->order[t]) * s->heads + h];
+            const float *k = key_of(s, g, s->order[t], h);
+            for (uint32_t e = 0; e < s->d; e++) s->sum[e] += k[e] * s->rowv[t];
+        }
+        for (uint32_t j = 0; j < n; j++) {
+            const float *k = key_of(s, g, s->order[j], h);
+            double dot = 0.0, self = 0.0;
+            for (uint32_t e = 0; e < s->d; e++) {
+                double u = k[e] * s->rowv[j];
+                dot += u * s->sum[e];
+                self += u * u;
+            }
+            s->col[j] = dot - self;
+        }
         for (uint32_t i = 0; i < n; i++) {
             const float *ki = key_of(s, g, s->order[i], h);
-            double ni = s->inv_norm[((size_t)g * s->cap + s->order[i]) * s->heads + h];
-            int64_t latest = -1; /* most recent j with cosine above the threshold */
-            for (uint32_t j = 0; j < n; j++) {
-                if (j == i) {
-                    s->rowv[j] = 0.0;
-                    continue;
+            for (uint32_t j = n; j-- > 0;) {
+                if (j == i) continue;
+                double sim = kvc__dot_f32(ki, key_of(s, g, s->order[j], h), s->d) * s->rowv[i] * s->rowv[j];
+                if (sim > s->threshold) {
+                    s->col[j] -= sim;
+                    break;
                 }
-                const float *kj = key_of(s, g, s->order[j], h);
-                double dot = 0.0;
-                for (uint32_t e = 0; e < s->d; e++) dot += (double)ki[e] * kj[e];
-                s->rowv[j] = dot * ni * s->inv_norm[((size_t)g * s->cap + s->order[j]) * s->heads + h];
-                if (s->rowv[j] > s->threshold) latest = j;
             }
-            if (latest >= 0) s->rowv[latest] = 0.0;
-            for (uint32_t j = 0; j < n; j++) s->col[j] += s->rowv[j];
         }
         double mx = -INFINITY, sum = 0.0;
         for (uint32_t j = 0; j < n; j++) {

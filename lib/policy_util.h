@@ -19,6 +19,9 @@ static inline size_t kvc__slot_arrays(const kvc_policy_ctx *ctx, size_t arrays, 
 static inline size_t kvc__hdr(size_t header) { return (header + 63) & ~(size_t)63; }
 static inline void *kvc__past_hdr(void *state, size_t header) { return (char *)state + kvc__hdr(header); }
 
+/* a . b in f32, vectorised (lib/dot.c). */
+float kvc__dot_f32(const float *a, const float *b, uint32_t n);
+
 /* Lowest `k` of `n` unit scores into victims (as candidate slots), ties going
  * to the older unit (the lower index: candidates come in position order) and
  * a NaN counting as -infinity, like the core's own rule for `score`. `idx` is
@@ -26,6 +29,15 @@ static inline void *kvc__past_hdr(void *state, size_t header) { return (char *)s
 static inline void kvc__evict_lowest(const double *score, uint32_t n, uint32_t k, const uint32_t *candidates,
                                      uint32_t *idx, uint32_t *victims) {
     static const uint32_t gaps[] = {1750, 701, 301, 132, 57, 23, 10, 4, 1};
+    if (k == 1) { /* one victim (chunk 1, every append): a scan, not a sort */
+        uint32_t best = 0;
+        for (uint32_t i = 1; i < n; i++) {
+            double a = score[i] == score[i] ? score[i] : -INFINITY, b = score[best] == score[best] ? score[best] : -INFINITY;
+            if (a < b) best = i;
+        }
+        victims[0] = candidates[best];
+        return;
+    }
     for (uint32_t i = 0; i < n; i++) idx[i] = i;
     for (int gi = 0; gi < 9; gi++) {
         uint32_t gap = gaps[gi];

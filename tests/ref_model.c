@@ -223,6 +223,10 @@ static void keydiff_keep(const ref_model *m, uint32_t g, const uint64_t *cand, u
 
 /* ------------------------------------------------------------ rkv */
 
+/* Set when a cosine lies within 2e-6 of the threshold: the library computes
+ * cosines in f32, so which near-duplicate it exempts is not decidable. */
+static int rkv_ambiguous;
+
 static void rkv_keep(const ref_model *m, uint32_t g) {
     const ref_cfg *c = &m->c;
     uint32_t n = m->n[g], d = c->d, ratio = c->n_q / c->n_kv;
@@ -283,6 +287,7 @@ static void rkv_keep(const ref_model *m, uint32_t g) {
                 for (uint32_t e = 0; e < d; e++) dot += (double)m->tok[g][i].k[h * d + e] * m->tok[g][j].k[h * d + e];
                 sim[i][j] = i == j ? 0.0 : dot * inv[i] * inv[j];
                 if (i != j && sim[i][j] > c->threshold) latest = (int)j;
+                if (i != j && fabs(sim[i][j] - c->threshold) < 2e-6) rkv_ambiguous = 1;
             }
             if (latest >= 0 && c->mutant != REF_MUT_RKV_NO_EXEMPT) sim[i][latest] = 0.0;
         }
@@ -380,7 +385,14 @@ ref_verdict ref_check(const ref_model *m, uint32_t g, const uint64_t *victims, u
     }
     int whole = m->c.rule == REF_KEYDIFF || m->c.rule == REF_RKV; /* scores that look at every resident */
     if (m->c.rule == REF_KEYDIFF) keydiff_keep(m, g, cand, n);
-    if (m->c.rule == REF_RKV) rkv_keep(m, g);
+    if (m->c.rule == REF_RKV) {
+        rkv_ambiguous = 0;
+        rkv_keep(m, g);
+        if (rkv_ambiguous) {
+            v.skipped = 1;
+            return v;
+        }
+    }
     if (m->c.rule == REF_VASE) {
         check_vase(m, g, cand, n, victim, tol_rel, &v);
         return v;
