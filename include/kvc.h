@@ -721,7 +721,9 @@ KVC_API int kvc_cache_read(const kvc_cache *cache, uint32_t kv_head, uint32_t sl
  * @param evicted NULL, or kvc_cache_groups() * kvc_cache_max_evictions() entries:
  *                per group, the positions evicted by this call, then -1 padding.
  * @param k,v     the token's keys/values (`n_kv_heads * head_dim` floats) when the
- *                policy needs key or value stats; otherwise ignored (not even checked
+ *                policy reads keys or values (their stats, or the rows themselves:
+ *                ::KVC_NEED_KEY_STATS, ::KVC_NEED_VALUE_STATS, ::KVC_NEED_KEYS,
+ *                ::KVC_NEED_VALUES); otherwise ignored (not even checked
  *                for NaN/Inf) and may be NULL.
  * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_EORDER, ::KVC_ENONFINITE,
  *         ::KVC_EFULL, ::KVC_EPOLICY, ::KVC_ENOMEM (first call only).

@@ -1,7 +1,7 @@
 # Benchmarks (included by the top Makefile). `make bench` prints, never fails on speed.
 #   BENCH_RUNS=n     timed runs per case (median reported; at least 7)
 #   BENCH_NAIVE=0    skip the (slow) plain-loop baseline
-#   BENCH_PARTS=...  comma-separated subset of dram,fma,attn,cache
+#   BENCH_PARTS=...  comma-separated subset of dram,fma,attn,cache,step
 #   KVC_FORCE_ISA=x  benchmark another kernel (scalar, avx2, ...)
 BENCH_ATTN := $(BUILD)/bench/bench_attn
 

@@ -20,8 +20,9 @@ from . import _capi
 from ._cache import (Cache, PolicyInfo, Reservation, Stats, active_isa, attention, policies,
                      policy_info, set_isa, version)
 from ._errors import Error, PolicyError, Status, strerror
-from ._policy import (NEED_ATTN, NEED_KEY_STATS, NEED_QUERY_WINDOW, NEED_RNG, NEED_VALUE_STATS,
-                      RECENT_HALF, Param, Policy, PolicyContext, Rng, SelectRequest, Token)
+from ._policy import (NEED_ATTN, NEED_KEY_STATS, NEED_KEYS, NEED_QUERIES, NEED_QUERY_WINDOW, NEED_RNG,
+                      NEED_VALUE_STATS, NEED_VALUES, RECENT_HALF, Param, Policy, PolicyContext, Rng,
+                      SelectRequest, Token)
 
 __version__ = "0.1.0"
 #: Path of the loaded shared library, and how it was found
@@ -33,6 +34,7 @@ __all__ = [
     "Cache", "Error", "PolicyError", "Status", "Policy", "Param", "PolicyContext", "Token",
     "SelectRequest", "Rng", "Stats", "Reservation", "PolicyInfo", "attention", "active_isa",
     "set_isa", "version", "policies", "policy_info", "strerror", "NEED_ATTN",
-    "NEED_QUERY_WINDOW", "NEED_VALUE_STATS", "NEED_KEY_STATS", "NEED_RNG", "RECENT_HALF",
+    "NEED_QUERY_WINDOW", "NEED_VALUE_STATS", "NEED_KEY_STATS", "NEED_RNG", "NEED_KEYS",
+    "NEED_VALUES", "NEED_QUERIES", "RECENT_HALF",
     "library_path", "library_source",
 ]

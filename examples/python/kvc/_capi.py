@@ -84,7 +84,8 @@ class kvc_allocator(Structure):
 
 class kvc_token(Structure):
     _fields_ = [("pos", c_int64), ("seq", c_uint64), ("key_norm", c_float),
-                ("value_range", c_float), ("value_l1", c_float)]
+                ("value_range", c_float), ("value_l1", c_float),
+                ("key", POINTER(c_float)), ("value", POINTER(c_float))]
 
 
 class kvc_param(Structure):
@@ -96,14 +97,15 @@ class kvc_policy_ctx(Structure):
     _fields_ = [("n_groups", c_uint32), ("capacity", c_uint32), ("head_dim", c_uint32),
                 ("q_per_group", c_uint32), ("block", c_uint32), ("chunk", c_uint32),
                 ("sink", c_uint32), ("recent", c_uint32), ("mode", c_uint),
-                ("rng", c_void_p), ("params", POINTER(c_double)), ("user", c_void_p)]
+                ("rng", c_void_p), ("params", POINTER(c_double)), ("user", c_void_p),
+                ("kv_heads", c_uint32), ("scale", c_float)]
 
 
 class kvc_select(Structure):
     _fields_ = [("group", c_uint32), ("n_candidates", c_uint32),
                 ("candidates", POINTER(c_uint32)), ("n_victims", c_uint32), ("block", c_uint32),
                 ("positions", POINTER(c_int64)), ("window_score", POINTER(c_float)),
-                ("rng", c_void_p)]
+                ("rng", c_void_p), ("queries", POINTER(c_float)), ("n_queries", c_uint32)]
 
 
 # Callback types of the policy vtable, in declaration order.
@@ -126,7 +128,7 @@ class kvc_policy(Structure):
                 ("state_size", STATE_SIZE_FN), ("init", INIT_FN), ("on_insert", ON_INSERT_FN),
                 ("on_attend", ON_ATTEND_FN), ("score", SCORE_FN), ("select", SELECT_FN),
                 ("on_move", ON_MOVE_FN), ("fini", FINI_FN), ("control", CONTROL_FN),
-                ("user", c_void_p)]
+                ("user", c_void_p), ("default_query_window", c_uint32)]
 
 
 class kvc_stats(Structure):
@@ -163,6 +165,11 @@ _PROTOTYPES = {
     "kvc_policy_knorm": (_pol_p, []),
     "kvc_policy_vatp": (_pol_p, []),
     "kvc_policy_vase": (_pol_p, []),
+    "kvc_policy_vase_dkv": (_pol_p, []),
+    "kvc_policy_rkv": (_pol_p, []),
+    "kvc_policy_keydiff": (_pol_p, []),
+    "kvc_policy_scissorhands": (_pol_p, []),
+    "kvc_policy_keyformer": (_pol_p, []),
     "kvc_policy_by_name": (_pol_p, [c_char_p]),
     "kvc_policy_at": (_pol_p, [c_size_t]),
     "kvc_cache_create": (c_int, [POINTER(_cache_p), _u32, _u32, _u32, _u32, c_uint, c_uint,

@@ -45,6 +45,9 @@ NEED_QUERY_WINDOW = 0x2
 NEED_VALUE_STATS = 0x4
 NEED_KEY_STATS = 0x8
 NEED_RNG = 0x10
+NEED_KEYS = 0x20
+NEED_VALUES = 0x40
+NEED_QUERIES = 0x80
 RECENT_HALF = _capi.RECENT_HALF
 
 Param = namedtuple("Param", "name default min max choices help")

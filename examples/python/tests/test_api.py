@@ -99,7 +99,10 @@ def test_struct_layouts_match_the_c_compiler(tmp_path):
 def test_isa_and_policies():
     assert kvc.active_isa() in ("scalar", "avx2", "avx512", "neon")
     assert kvc.policies() == ["full", "window", "sink", "random", "h2o", "tova", "knorm",
-                              "vatp", "vase"]
+                              "vatp", "vase", "vase_dkv", "rkv", "keydiff", "scissorhands",
+                              "keyformer"]
+    assert kvc.policy_info("rkv").needs & kvc.NEED_KEYS and kvc.policy_info("rkv").needs & kvc.NEED_QUERIES
+    assert kvc.policy_info("vase_dkv").needs & kvc.NEED_VALUES
     info = kvc.policy_info("h2o")
     assert info.default_recent == kvc.RECENT_HALF and info.needs & kvc.NEED_ATTN
     assert info.params[0].name == "norm" and info.params[0].choices == ["sum", "lifetime"]

@@ -64,7 +64,14 @@ pub const KVC_NEED_QUERY_WINDOW: u32 = 0x2;
 pub const KVC_NEED_VALUE_STATS: u32 = 0x4;
 pub const KVC_NEED_KEY_STATS: u32 = 0x8;
 pub const KVC_NEED_RNG: u32 = 0x10;
+pub const KVC_NEED_KEYS: u32 = 0x20;
+pub const KVC_NEED_VALUES: u32 = 0x40;
+pub const KVC_NEED_QUERIES: u32 = 0x80;
 pub const KVC_RECENT_HALF: u32 = u32::MAX;
+/// `KVC_RECENT_PERCENT(p)`: a default recent window of `p` percent of the capacity.
+pub const fn kvc_recent_percent(p: u32) -> u32 {
+    0xFFFF_FF00 + p
+}
 
 // ------------------------------------------------------------------ structs
 /// Opaque `kvc_cache`.
@@ -97,6 +104,8 @@ pub struct kvc_token {
     pub key_norm: f32,
     pub value_range: f32,
     pub value_l1: f32,
+    pub key: *const f32,
+    pub value: *const f32,
 }
 
 #[repr(C)]
@@ -125,6 +134,8 @@ pub struct kvc_policy_ctx {
     pub rng: *mut kvc_rng,
     pub params: *const f64,
     pub user: *mut c_void,
+    pub kv_heads: u32,
+    pub scale: f32,
 }
 
 #[repr(C)]
@@ -138,6 +149,8 @@ pub struct kvc_select {
     pub positions: *const i64,
     pub window_score: *const f32,
     pub rng: *mut kvc_rng,
+    pub queries: *const f32,
+    pub n_queries: u32,
 }
 
 /// The policy vtable; optional members are `None` (NULL).
@@ -164,6 +177,7 @@ pub struct kvc_policy {
     pub fini: Option<unsafe extern "C" fn(state: *mut c_void)>,
     pub control: Option<unsafe extern "C" fn(state: *mut c_void, op: c_int, arg: *mut c_void) -> c_int>,
     pub user: *mut c_void,
+    pub default_query_window: u32,
 }
 
 #[repr(C)]
@@ -206,6 +220,11 @@ extern "C" {
     pub fn kvc_policy_knorm() -> *const kvc_policy;
     pub fn kvc_policy_vatp() -> *const kvc_policy;
     pub fn kvc_policy_vase() -> *const kvc_policy;
+    pub fn kvc_policy_vase_dkv() -> *const kvc_policy;
+    pub fn kvc_policy_rkv() -> *const kvc_policy;
+    pub fn kvc_policy_keydiff() -> *const kvc_policy;
+    pub fn kvc_policy_scissorhands() -> *const kvc_policy;
+    pub fn kvc_policy_keyformer() -> *const kvc_policy;
     pub fn kvc_policy_by_name(name: *const c_char) -> *const kvc_policy;
     pub fn kvc_policy_at(i: usize) -> *const kvc_policy;
 

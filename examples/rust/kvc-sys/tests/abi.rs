@@ -160,7 +160,7 @@ fn library_agrees() {
             assert_eq!(p.struct_size as usize, size_of::<kvc_policy>());
             n += 1;
         }
-        assert_eq!(n, 9);
+        assert_eq!(n, 14);
     }
 }
 
@@ -188,7 +188,9 @@ fn struct_layouts_match_the_c_compiler() {
             seq,
             key_norm,
             value_range,
-            value_l1
+            value_l1,
+            key,
+            value
         }
     );
     layout!(
@@ -216,7 +218,9 @@ fn struct_layouts_match_the_c_compiler() {
             mode,
             rng,
             params,
-            user
+            user,
+            kv_heads,
+            scale
         }
     );
     layout!(
@@ -229,7 +233,9 @@ fn struct_layouts_match_the_c_compiler() {
             block,
             positions,
             window_score,
-            rng
+            rng,
+            queries,
+            n_queries
         }
     );
     layout!(
@@ -254,7 +260,8 @@ fn struct_layouts_match_the_c_compiler() {
             on_move,
             fini,
             control,
-            user
+            user,
+            default_query_window
         }
     );
     layout!(

@@ -31,7 +31,8 @@ pub use error::{strerror, Error, Result, Status};
 pub use policy::{Eviction, ParamInfo, Policy, PolicyContext, PolicyDefaults, Rng, SelectRequest, Token, UserPolicy};
 
 pub use sys::{
-    KVC_NEED_ATTN, KVC_NEED_KEY_STATS, KVC_NEED_QUERY_WINDOW, KVC_NEED_RNG, KVC_NEED_VALUE_STATS, KVC_RECENT_HALF,
+    KVC_NEED_ATTN, KVC_NEED_KEYS, KVC_NEED_KEY_STATS, KVC_NEED_QUERIES, KVC_NEED_QUERY_WINDOW, KVC_NEED_RNG,
+    KVC_NEED_VALUES, KVC_NEED_VALUE_STATS, KVC_RECENT_HALF,
 };
 
 /// Version of the linked library, e.g. "0.1.0".

@@ -15,7 +15,8 @@ use kvc_sys as sys;
 use crate::{Error, Mode, Result, Scope, Status};
 
 /// A built-in policy of the library (`full`, `window`, `sink`, `random`,
-/// `h2o`, `tova`, `knorm`, `vatp`, `vase`).
+/// `h2o`, `tova`, `knorm`, `vatp`, `vase`, `vase_dkv`, `rkv`, `keydiff`,
+/// `scissorhands`, `keyformer`).
 #[derive(Clone, Copy)]
 pub struct Policy(&'static sys::kvc_policy);
 
@@ -93,6 +94,21 @@ impl Policy {
     }
     pub fn vase() -> Policy {
         Policy::from_raw(unsafe { sys::kvc_policy_vase() }).unwrap()
+    }
+    pub fn vase_dkv() -> Policy {
+        Policy::from_raw(unsafe { sys::kvc_policy_vase_dkv() }).unwrap()
+    }
+    pub fn rkv() -> Policy {
+        Policy::from_raw(unsafe { sys::kvc_policy_rkv() }).unwrap()
+    }
+    pub fn keydiff() -> Policy {
+        Policy::from_raw(unsafe { sys::kvc_policy_keydiff() }).unwrap()
+    }
+    pub fn scissorhands() -> Policy {
+        Policy::from_raw(unsafe { sys::kvc_policy_scissorhands() }).unwrap()
+    }
+    pub fn keyformer() -> Policy {
+        Policy::from_raw(unsafe { sys::kvc_policy_keyformer() }).unwrap()
     }
     pub fn name(&self) -> &'static str {
         // SAFETY: built-in names are static NUL-terminated ASCII.
@@ -368,6 +384,7 @@ impl UserSlot {
             fini: Some(tr_fini),
             control: None,
             user: ptr::null_mut(),
+            default_query_window: 0,
         };
         Ok(Box::new(UserSlot {
             vtable,

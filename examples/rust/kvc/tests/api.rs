@@ -71,7 +71,22 @@ fn version_isa_policies() {
     let names: Vec<&str> = Policy::builtins().iter().map(|p| p.name()).collect();
     assert_eq!(
         names,
-        ["full", "window", "sink", "random", "h2o", "tova", "knorm", "vatp", "vase"]
+        [
+            "full",
+            "window",
+            "sink",
+            "random",
+            "h2o",
+            "tova",
+            "knorm",
+            "vatp",
+            "vase",
+            "vase_dkv",
+            "rkv",
+            "keydiff",
+            "scissorhands",
+            "keyformer"
+        ]
     );
     let h2o = Policy::by_name("h2o").unwrap();
     assert_eq!(h2o.default_recent(), kvc::KVC_RECENT_HALF);
