@@ -19,7 +19,7 @@
 #include "kvc.h"
 
 enum { MAX_KV = 3, MAX_RATIO = 9, MAX_Q = MAX_KV * MAX_RATIO, MAX_D = 130, MAX_CAP = 160, MAX_G = MAX_KV, N_OPT = 7,
-       POL_HOSTILE = 9, N_POL = 10 };
+       POL_HOSTILE = 14, N_POL = 15 };
 
 static fz_reader R;
 static uint8_t u8(void) { return fz_u8(&R); }
@@ -89,8 +89,9 @@ static struct {
     uint32_t n_victims[MAX_G];
 } H;
 
-static const char *const pol_names[N_POL] = {"full", "window", "sink", "random", "h2o",
-                                             "tova", "knorm", "vatp", "vase", "hostile"};
+static const char *const pol_names[N_POL] = {"full",     "window", "sink",    "random",       "h2o",
+                                             "tova",     "knorm",  "vatp",    "vase",         "vase_dkv",
+                                             "rkv",      "keydiff", "scissorhands", "keyformer", "hostile"};
 
 static long seq_of(int64_t pos) {
     size_t lo = 0, hi = M.ntok;
@@ -277,7 +278,7 @@ static const kvc_policy *hostile(void) {
     H.p.abi_version = KVC_POLICY_ABI;
     H.p.struct_size = sizeof(kvc_policy);
     H.p.name = "hostile";
-    H.p.needs = g & 0x1f;
+    H.p.needs = g & 0xff;
     H.p.default_sink = (g >> 5) & 3;
     H.p.default_recent = f & 0x80 ? KVC_RECENT_HALF : (g >> 7);
     H.p.default_chunk = (f >> 5) & 3;
@@ -629,7 +630,7 @@ static int64_t next_pos(void) {
 
 static bool needs_stats(void) {
     uint32_t needs = M.pol == POL_HOSTILE ? H.p.needs : kvc_policy_by_name(pol_names[M.pol])->needs;
-    return (needs & (KVC_NEED_KEY_STATS | KVC_NEED_VALUE_STATS)) != 0;
+    return (needs & (KVC_NEED_KEY_STATS | KVC_NEED_VALUE_STATS | KVC_NEED_KEYS | KVC_NEED_VALUES)) != 0;
 }
 
 static void op_insert(bool bad) {
