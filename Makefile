@@ -57,13 +57,14 @@ endif
 # One translation unit per ISA, each with its own flags; the dispatcher is baseline.
 ATTN_SRC := lib/attn/dispatch.c lib/attn/scalar.c
 ifeq ($(KVC_ARCH),x86_64)
-  ATTN_SRC += lib/attn/avx2.c lib/attn/avx512.c
+  ATTN_SRC += lib/attn/avx2.c lib/attn/avx512.c lib/attn/avx512_ext.c
 endif
 ifeq ($(KVC_ARCH),aarch64)
   ATTN_SRC += lib/attn/neon.c
 endif
 ISA_FLAGS_avx2   := -mavx2 -mfma -mf16c
 ISA_FLAGS_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c
+ISA_FLAGS_avx512_ext := $(ISA_FLAGS_avx512) -mavx512vnni -mavx512bf16
 ISA_FLAGS_neon   :=
 
 LIB_SRC := $(sort $(wildcard lib/*.c)) $(filter $(wildcard lib/attn/*.c),$(ATTN_SRC))

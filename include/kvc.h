@@ -878,7 +878,12 @@ KVC_API int kvc_quantize_q8(const float *x, uint32_t head_dim, void *row);
 
 /**
  * The instruction set the attention kernel runs on: "scalar", "avx2"
- * (AVX2 + FMA + F16C), "avx512" (F, BW, VL, DQ) or "neon". Chosen once, at
+ * (AVX2 + FMA + F16C), "avx512" (F, BW, VL, DQ), "avx512_vnni" (also VNNI:
+ * ::KVC_DTYPE_Q8 dot products in int8, the query quantised per head like a
+ * stored row), "avx512_bf16" (also BF16: bf16 dot products by vdpbf16ps, the
+ * query split into two bf16 parts, about 2^-17 relative) or "neon". The
+ * rounded queries are the only departure from f32 arithmetic on the stored
+ * values; force "avx512" to avoid them. Chosen once, at
  * first use: the best one the CPU has and the OS enables (cpuid + XGETBV on
  * x86, so a hypervisor that hides ZMM state gets "avx2"; NEON is always
  * there on AArch64), unless the environment variable `KVC_FORCE_ISA` names
@@ -889,7 +894,7 @@ KVC_API const char *kvc_active_isa(void);
 
 /**
  * Force the kernel ISA for this process (tests, benchmarks).
- * @param isa "scalar", "avx2", "avx512", "neon", or NULL/"auto" for the CPU's
+ * @param isa "scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "neon", or NULL/"auto" for the CPU's
  *            best (ignoring `KVC_FORCE_ISA`).
  * @return ::KVC_OK, ::KVC_EUNKNOWN (bad name), ::KVC_ENOTSUP (not compiled in
  *         or not supported by this CPU); on error nothing changes.

@@ -144,14 +144,14 @@ TEST(determinism_seed_matters_for_stochastic_policies) {
 }
 
 TEST(determinism_across_isas_for_attention_free_policies) {
-    static const char *const isas[] = {"scalar", "avx2", "avx512", "neon"};
+    static const char *const isas[] = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "neon"};
     static const char *const free_policies[] = {"window", "sink", "random", "random chunk=3 block=2", "knorm",
                                                 "knorm scope=shared block=2"};
     int n_isas = 0;
     for (int p = 0; p < 6; p++) {
         trace_hash ref = {0, 0};
         const char *ref_isa = NULL;
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < 6; i++) {
             if (kvc_set_isa(isas[i]) != KVC_OK) continue;
             if (p == 0) n_isas++;
             trace_hash t = run_trace(free_policies[p], KVC_MODE_STORE, 77);

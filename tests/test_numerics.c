@@ -14,7 +14,7 @@
 #include "kvc.h"
 #include "test.h"
 
-static const char *const NUM_ISAS[] = {"scalar", "avx2", "avx512", "neon"};
+static const char *const NUM_ISAS[] = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "neon"};
 enum { N_KV = 2, N_Q = 6, N_D = 19, N_CAP = 40 };
 
 static void nfill(float *x, size_t n, unsigned t) {
@@ -69,7 +69,7 @@ static void store_case(const char *isa, kvc_dtype dt, const char *policy) {
             x[i] = bad[t % 3 == 1 ? (t / 3) % 3 : 0];
             CHECKF(kvc_cache_append(a, t, k, v) == KVC_ENONFINITE, "%s %s dtype %d step %u", isa, policy, dt, t);
             x[i] = dt == KVC_DTYPE_F16 ? 70000.0f : dt == KVC_DTYPE_BF16 ? -FLT_MAX : save;
-            if (dt != KVC_DTYPE_F32) CHECK_EQ(kvc_cache_append(a, t, k, v), KVC_ERANGE);
+            if (dt == KVC_DTYPE_F16 || dt == KVC_DTYPE_BF16) CHECK_EQ(kvc_cache_append(a, t, k, v), KVC_ERANGE); /* Q8 holds any finite value */
             x[i] = save;
             CHECKF(same_store(a, b), "%s %s dtype %d: a rejected token changed the cache", isa, policy, dt);
         }
@@ -100,10 +100,10 @@ static void store_case(const char *isa, kvc_dtype dt, const char *policy) {
 
 TEST(numerics_store_rejects_nonfinite_every_isa) {
     int ran = 0;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         if (kvc_set_isa(NUM_ISAS[i]) != KVC_OK) continue;
         ran++;
-        for (int dt = 0; dt < 3; dt++) {
+        for (int dt = 0; dt < 4; dt++) {
             store_case(NUM_ISAS[i], (kvc_dtype)dt, "h2o");
             store_case(NUM_ISAS[i], (kvc_dtype)dt, "vase chunk=4 recent=8");
             store_case(NUM_ISAS[i], (kvc_dtype)dt, "knorm");

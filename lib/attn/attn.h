@@ -62,6 +62,8 @@ void kvc__attn_scalar(const kvc__attn_job *jobs, uint32_t n);
 #if defined(__x86_64__) || defined(_M_X64)
 void kvc__attn_avx2(const kvc__attn_job *jobs, uint32_t n);
 void kvc__attn_avx512(const kvc__attn_job *jobs, uint32_t n);
+void kvc__attn_avx512_vnni(const kvc__attn_job *jobs, uint32_t n);
+void kvc__attn_avx512_bf16(const kvc__attn_job *jobs, uint32_t n);
 #endif
 #if defined(__aarch64__)
 void kvc__attn_neon(const kvc__attn_job *jobs, uint32_t n);

@@ -24,7 +24,10 @@
 #define VW 16
 #define QK_LANES 16
 #define QBUF 4096 /* floats of split q for the bf16 pairs variant (all jobs of a call) */
-enum { VAR_GENERAL = 0, VAR_PAIRS = 1 };
+enum { VAR_GENERAL = 0, VAR_PAIRS = 1, VAR_VNNI = 2, VAR_DPBF16 = 3 };
+#ifndef KVC__AVX512_EXT
+#define KVC__AVX512_EXT 0 /* avx512_ext.c sets it: VNNI and BF16 variants */
+#endif
 
 typedef __m512 vf;
 AI vf v_load(const float *p) { return _mm512_loadu_ps(p); }
@@ -291,16 +294,48 @@ AI void pv_block_pairs(const char *vt, size_t rs, uint32_t t, const float *p, in
     }
 }
 
+#if KVC__AVX512_EXT
+#include "attn/avx512_ext.h"
+#endif
+
 /* ---- the driver's entry points */
 
-AI void q_prepare(int var, kvc_dtype dt, const float *q, uint32_t G, uint32_t d, float *qbuf) {
+AI size_t q_stride(int var, uint32_t d) {
+#if KVC__AVX512_EXT
+    if (var == VAR_VNNI) return q8_stride(d);
+#endif
     (void)var;
+    return d;
+}
+
+AI void q_prepare(int var, kvc_dtype dt, const float *q, uint32_t G, uint32_t d, float *qbuf) {
     (void)dt;
+#if KVC__AVX512_EXT
+    if (var == VAR_VNNI) {
+        for (uint32_t h = 0; h < G; h++) quantize_q(qbuf + h * q8_stride(d), q + (size_t)h * d, d);
+        return;
+    }
+    if (var == VAR_DPBF16) {
+        split_q_bf16(qbuf, q, G, d);
+        return;
+    }
+#endif
+    (void)var;
     split_q(qbuf, q, G, d);
 }
 
 AI void qk_block(int var, const float *q, const float *qbuf, uint32_t d, const char *const *kr, int HB, int KB,
                  kvc_dtype dt, float scale, float *s, size_t ss, uint32_t j) {
+#if KVC__AVX512_EXT
+    if (var == VAR_VNNI) {
+        qk_block_vnni(qbuf, d, kr, HB, KB, scale, s, ss, j);
+        return;
+    }
+    if (var == VAR_DPBF16) {
+        qk_block_dpbf16(qbuf, d, kr, HB, KB, scale, s, ss, j);
+        return;
+    }
+#endif
     if (var == VAR_PAIRS)
         qk_block_pairs(qbuf, d, kr, HB, KB, scale, s, ss, j);
     else
@@ -317,7 +352,7 @@ AI uint32_t pv_cols(int var, int HB) {
 AI void pv_block(int var, const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
                  bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf,
                  size_t ss) {
-    if (var == VAR_PAIRS)
+    if (var == VAR_PAIRS || var == VAR_DPBF16)
         pv_block_pairs(vt, rs, t, p, HB, off, d, masked, out, corr, pf, npf, ss);
     else
         pv_block_gen(vt, rs, t, p, HB, off, d, masked, dt, out, corr, pf, npf, ss);
@@ -327,9 +362,27 @@ AI vf v_exp(vf x) { return exp16(x); }
 
 #include "attn/driver.h"
 
-void kvc__attn_avx512(const kvc__attn_job *jobs, uint32_t n) {
-    size_t qn = 0; /* split q of every job, for the bf16 pairs variant */
-    for (uint32_t x = 0; x < n; x++) qn += (size_t)jobs[x].r * jobs[x].d;
+/* ext: 0 plain AVX-512; 1 with VNNI (Q8 dot products); 2 also with BF16
+ * (bf16 dot products). A variant runs only where the per-call q scratch of
+ * every job fits QBUF. */
+AI void run(const kvc__attn_job *jobs, uint32_t n, int ext) {
+    size_t qn = 0, q8n = 0; /* scratch for every job's q in each variant's form */
+    for (uint32_t x = 0; x < n; x++) {
+        qn += (size_t)jobs[x].r * jobs[x].d;
+        q8n += (size_t)jobs[x].r * ((((size_t)jobs[x].d + 63) & ~(size_t)63) / 4 + 16);
+    }
+    (void)q8n;
+#if KVC__AVX512_EXT
+    if (ext >= 1 && jobs[0].dtype == KVC_DTYPE_Q8 && jobs[0].d <= Q8_MAX_D && q8n <= QBUF) {
+        drive(jobs, n, KVC_DTYPE_Q8, VAR_VNNI);
+        return;
+    }
+    if (ext >= 2 && jobs[0].dtype == KVC_DTYPE_BF16 && jobs[0].d % 32 == 0 && qn <= QBUF) {
+        drive(jobs, n, KVC_DTYPE_BF16, VAR_DPBF16);
+        return;
+    }
+#endif
+    (void)ext;
     if (jobs[0].dtype == KVC_DTYPE_F16)
         drive(jobs, n, KVC_DTYPE_F16, VAR_GENERAL);
     else if (jobs[0].dtype == KVC_DTYPE_BF16 && jobs[0].d % 32 == 0 && qn <= QBUF)
@@ -341,3 +394,10 @@ void kvc__attn_avx512(const kvc__attn_job *jobs, uint32_t n) {
     else
         drive(jobs, n, KVC_DTYPE_F32, VAR_GENERAL);
 }
+
+#if KVC__AVX512_EXT
+void kvc__attn_avx512_vnni(const kvc__attn_job *jobs, uint32_t n) { run(jobs, n, 1); }
+void kvc__attn_avx512_bf16(const kvc__attn_job *jobs, uint32_t n) { run(jobs, n, 2); }
+#else
+void kvc__attn_avx512(const kvc__attn_job *jobs, uint32_t n) { run(jobs, n, 0); }
+#endif

@@ -62,6 +62,22 @@ static bool has_avx512(void) {
     const uint32_t need7 = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);
     return leaf7(&b7) && (b7 & need7) == need7;
 }
+
+/* AVX-512 VNNI (leaf 7 ECX bit 11); BF16 (leaf 7 subleaf 1 EAX bit 5). */
+static bool has_avx512_vnni(void) {
+    unsigned a, b, c, d;
+    if (!has_avx512()) return false;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (c >> 11) & 1;
+}
+static bool has_avx512_bf16(void) {
+    unsigned a, b, c, d;
+    if (!has_avx512_vnni()) return false;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (a < 1) return false; /* no subleaf 1 */
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a >> 5) & 1;
+}
 #endif
 
 /* Ordered from least to most preferred. */
@@ -70,6 +86,8 @@ static const isa_entry isas[] = {
 #ifdef KVC__X86
     {"avx2", kvc__attn_avx2, has_avx2},
     {"avx512", kvc__attn_avx512, has_avx512},
+    {"avx512_vnni", kvc__attn_avx512_vnni, has_avx512_vnni},
+    {"avx512_bf16", kvc__attn_avx512_bf16, has_avx512_bf16},
 #endif
 #if defined(__aarch64__)
     {"neon", kvc__attn_neon, always}, /* NEON is mandatory on AArch64 */
@@ -115,8 +133,8 @@ int kvc_set_isa(const char *isa) {
             atomic_store_explicit(&active, &isas[i], memory_order_release);
             return KVC_OK;
         }
-    static const char *const known[] = {"avx2", "avx512", "neon"};
-    for (size_t i = 0; i < 3; i++)
+    static const char *const known[] = {"avx2", "avx512", "avx512_vnni", "avx512_bf16", "neon"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(isa, known[i]) == 0) return KVC_ENOTSUP;
     return KVC_EUNKNOWN;
 }

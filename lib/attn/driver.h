@@ -26,7 +26,8 @@
  *    (unaligned), v_set1, v_add, v_sub, v_mul, v_max, v_hmax, v_hsum, and
  *    v_exp (e^x for x <= 0, -inf -> 0, NaN stays NaN);
  *  - QK_LANES (dot products per qk_block) and QBUF (floats of per-call
- *    scratch for q_prepare, at least 1);
+ *    scratch for q_prepare, at least 1); q_stride(var, d): floats of that
+ *    scratch per query head (d where a variant keeps q as it is);
  *  - q_prepare(var, dt, q, G, d, qbuf): the G query rows in the form variant
  *    `var` (nonzero) reads them, in qbuf (the caller chose a variant whose
  *    form fits QBUF for every head block of the job);
@@ -65,7 +66,8 @@ AI void qk_heads(int var, const float *q, const float *qbuf, uint32_t h, int HB,
         for (int b = 0; b < KB; b++) kr[b] = kt + (size_t)(j + (uint32_t)b < t ? j + (uint32_t)b : t - 1) * rs;
         if (h == 0)
             for (uint32_t b = j; b < j + (uint32_t)KB && b < npf; b++) prefetch_row(pf + (size_t)b * rs, rb);
-        qk_block(var, q + (size_t)h * d, qbuf + (size_t)h * d, d, kr, HB, KB, dt, scale, s + (size_t)h * ss, ss, j);
+        qk_block(var, q + (size_t)h * d, qbuf + (size_t)h * q_stride(var, d), d, kr, HB, KB, dt, scale,
+                 s + (size_t)h * ss, ss, j);
     }
 }
 
@@ -201,7 +203,7 @@ AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
         const kvc__attn_job *job = &jobs[x];
         if (var) q_prepare(var, dt, job->q, job->r, d, qbuf + qo);
         qoff[x] = qo;
-        qo += job->r * d;
+        qo += job->r * q_stride(var, d);
         gmax = job->r > gmax ? job->r : gmax;
         for (uint32_t h = 0; h < job->r; h++) {
             m[x * MAXH + h] = -INFINITY;

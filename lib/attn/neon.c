@@ -194,6 +194,11 @@ AI float v_hmax(vf a) { return vmaxvq_f32(a); }
 AI float v_hsum(vf a) { return vaddvq_f32(a); }
 AI vf v_exp(vf x) { return exp4(x); }
 
+AI size_t q_stride(int var, uint32_t d) {
+    (void)var;
+    return d;
+}
+
 AI void q_prepare(int var, kvc_dtype dt, const float *q, uint32_t G, uint32_t d, float *qbuf) {
     (void)var, (void)dt, (void)q, (void)G, (void)d, (void)qbuf; /* no variant needs another q form */
 }

@@ -465,7 +465,7 @@ static void work_fma(void *vctx, int tid, int nt) {
     (void)nt;
     fmactx *c = vctx;
 #if defined(__x86_64__)
-    if (strcmp(peak_isa, "avx512") == 0) {
+    if (strncmp(peak_isa, "avx512", 6) == 0) { /* avx512, avx512_vnni, avx512_bf16 */
         c->sink += fma_zmm(c->iters);
         c->flops_per_iter = 16 * 16 * 2;
         return;

@@ -933,9 +933,9 @@ static void op_read(void) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     R.p = data;
     R.n = size;
-    static const char *const isas[] = {"scalar", "avx2", "avx512", "neon"};
+    static const char *const isas[] = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "neon"};
     uint8_t isa = u8();
-    if (kvc_set_isa(isas[isa % 4]) != KVC_OK) kvc_set_isa("scalar");
+    if (kvc_set_isa(isas[isa % 6]) != KVC_OK) kvc_set_isa("scalar");
     memset(&M, 0, sizeof M);
     M.last_pos = -1;
     unsigned steps = 0;

@@ -5,7 +5,7 @@
 BUILD=${BUILD:-build}
 bin=$BUILD/tests/kvc-test
 [ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
-for isa in scalar avx2 avx512 neon auto bogus ""; do
+for isa in scalar avx2 avx512 avx512_vnni avx512_bf16 neon auto bogus ""; do
     out=$(KVC_FORCE_ISA=$isa "$bin" attn_isa_selection 2>&1)
     echo "$out" | grep -q "^unit: 1 passed, 0 failed" || {
         echo "$out"

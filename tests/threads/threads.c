@@ -260,9 +260,9 @@ int main(void) {
     dispatcher_first_use();
     concurrent_caches();
     failing_split_calls();
-    static const char *const isas[] = {"scalar", "avx2", "avx512", "neon"};
+    static const char *const isas[] = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "neon"};
     int n = 0;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         if (kvc_set_isa(isas[i]) != KVC_OK) continue; /* no attention runs while switching */
         n++;
         split_attention(isas[i], "h2o");

@@ -56,7 +56,7 @@ def version():
 
 
 def active_isa():
-    """Instruction set the attention kernel runs on ("scalar", "avx2", "avx512", "neon")."""
+    """Instruction set the attention kernel runs on ("scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "neon")."""
     return _lib.kvc_active_isa().decode()
 
 

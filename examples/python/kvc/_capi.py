@@ -206,6 +206,8 @@ _PROTOTYPES = {
                               _f32_p, c_size_t]),
     "kvc_attention_heads": (c_int, [POINTER(kvc_attn_layout), _u32, _u32, _f32_p, c_void_p,
                                     c_void_p, _f32_p, _f32_p, c_size_t]),
+    "kvc_row_bytes": (c_size_t, [c_uint, _u32]),
+    "kvc_quantize_q8": (c_int, [_f32_p, _u32, c_void_p]),
     "kvc_active_isa": (c_char_p, []),
     "kvc_set_isa": (c_int, [c_char_p]),
 }

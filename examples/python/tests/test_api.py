@@ -97,7 +97,7 @@ def test_struct_layouts_match_the_c_compiler(tmp_path):
 
 
 def test_isa_and_policies():
-    assert kvc.active_isa() in ("scalar", "avx2", "avx512", "neon")
+    assert kvc.active_isa() in ("scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "neon")
     assert kvc.policies() == ["full", "window", "sink", "random", "h2o", "tova", "knorm",
                               "vatp", "vase", "vase_dkv", "rkv", "keydiff", "scissorhands",
                               "keyformer"]

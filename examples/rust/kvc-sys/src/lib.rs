@@ -40,6 +40,7 @@ pub type kvc_dtype = c_uint;
 pub const KVC_DTYPE_F32: kvc_dtype = 0;
 pub const KVC_DTYPE_F16: kvc_dtype = 1;
 pub const KVC_DTYPE_BF16: kvc_dtype = 2;
+pub const KVC_DTYPE_Q8: kvc_dtype = 3;
 
 pub type kvc_mode = c_uint;
 pub const KVC_MODE_STORE: kvc_mode = 0;
@@ -312,6 +313,8 @@ extern "C" {
         weights: *mut f32,
         weights_stride: usize,
     ) -> c_int;
+    pub fn kvc_row_bytes(dtype: kvc_dtype, head_dim: u32) -> usize;
+    pub fn kvc_quantize_q8(x: *const f32, head_dim: u32, row: *mut c_void) -> c_int;
     pub fn kvc_active_isa() -> *const c_char;
     pub fn kvc_set_isa(isa: *const c_char) -> c_int;
 }

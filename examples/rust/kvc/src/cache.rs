@@ -15,6 +15,8 @@ pub enum DType {
     F32 = 0,
     F16 = 1,
     Bf16 = 2,
+    /// int8 with one f32 scale per row, quantised at append (see `KVC_DTYPE_Q8`).
+    Q8 = 3,
 }
 
 /// Who holds the K/V tensors.

@@ -67,7 +67,7 @@ fn close(got: &[f32], want: &[f64], tol: f64) {
 fn version_isa_policies() {
     assert_eq!(kvc::version_number(), kvc::sys::KVC_VERSION_NUMBER);
     assert_eq!(kvc::version(), "0.1.0");
-    assert!(["scalar", "avx2", "avx512", "neon"].contains(&kvc::active_isa()));
+    assert!(["scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "neon"].contains(&kvc::active_isa()));
     let names: Vec<&str> = Policy::builtins().iter().map(|p| p.name()).collect();
     assert_eq!(
         names,
