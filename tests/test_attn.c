@@ -197,8 +197,8 @@ static int ref_compute(reference *R, const kvc_attn_layout *L, const float *q, c
 }
 
 /* What the query becomes in a kernel that rounds it (see lib/attn/avx512_ext.h):
- * 1: the Q8 keys' vpdpbusd path, q as int8 per head (scale max|q|/127, round
- *    half to even, all zero below 1e-35), in the same f32 operations;
+ * 1: the Q8 keys' vpdpwssd path, q as int16 per head (scale max|q|/32767,
+ *    round half to even, all zero below 1e-33), in the same f32 operations;
  * 2: the bf16 keys' vdpbf16ps path, q as bf16(q) + bf16(q - bf16(q)).
  * 0: the kernel multiplies by q itself. */
 static int q_kind(const char *isa, kvc_dtype dt) {
@@ -227,8 +227,8 @@ static void q_round(int kind, const float *q, float *out, uint32_t nq, uint32_t 
         }
         float amax = 0.0f;
         for (uint32_t i = 0; i < d; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-        const int zero = !(amax >= 1e-35f);
-        const float inv = zero ? 0.0f : 127.0f / amax, qs = zero ? 0.0f : amax / 127.0f;
+        const int zero = !(amax >= 1e-33f);
+        const float inv = zero ? 0.0f : 32767.0f / amax, qs = zero ? 0.0f : amax / 32767.0f;
         for (uint32_t i = 0; i < d; i++) y[i] = qs * (float)nearbyintf(x[i] * inv);
     }
 }

@@ -369,7 +369,7 @@ AI void run(const kvc__attn_job *jobs, uint32_t n, int ext) {
     size_t qn = 0, q8n = 0; /* scratch for every job's q in each variant's form */
     for (uint32_t x = 0; x < n; x++) {
         qn += (size_t)jobs[x].r * jobs[x].d;
-        q8n += (size_t)jobs[x].r * ((((size_t)jobs[x].d + 63) & ~(size_t)63) / 4 + 16);
+        q8n += (size_t)jobs[x].r * ((((size_t)jobs[x].d + 31) & ~(size_t)31) / 2 + 16);
     }
     (void)q8n;
 #if KVC__AVX512_EXT

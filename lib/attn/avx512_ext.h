@@ -2,50 +2,49 @@
  * when avx512_ext.c compiles it with those extensions enabled; the
  * dispatcher runs them only when cpuid lists them).
  *
- * VAR_VNNI, Q8 keys: q is quantised once per call to int8 with one scale
- * per query head (the same rule as the stored rows), and q.k runs in
- * vpdpbusd, 64 multiply-adds per instruction, on exact integers. vpdpbusd
- * multiplies unsigned by signed bytes, so the key bytes are biased by 128
- * (k + 128 = k ^ 0x80 as unsigned) and 128 * sum(q) is subtracted after the
- * fold. The logit then differs from the dequantised-values one by q's
- * rounding only: at most scale * s_k * sum_i |k_i| * s_q / 2.
+ * VAR_VNNI, Q8 keys: q is quantised once per call to int16 with one scale
+ * per query head (max|q|/32767, round half to even), the key bytes are
+ * widened to int16 (one vpmovsxbw per 32), and q.k runs in vpdpwssd on
+ * exact integers: 32 multiply-adds per instruction, no conversion to float
+ * until the fold. The logit then differs from the dequantised-values one
+ * by q's rounding only, at most scale * s_k * sum_i |k_i| * s_q / 2, i.e.
+ * 2^-16 of max|q| per element: far below the rows' own 8-bit rounding.
+ * (int8 q and vpdpbusd would be twice as cheap again but put q's error at
+ * 1/254 of max|q|, on the order of the keys' own; measured in
+ * docs/performance.md.)
  *
  * VAR_DPBF16, bf16 keys: vdpbf16ps multiplies bf16 pairs exactly and adds
  * them in f32. q goes in as two bf16 parts, hi = bf16(q) and lo = bf16(q -
  * hi), so q is represented to about 2^-17 relative instead of bf16's 2^-9:
  * two vdpbf16ps per 32 elements and head, no conversion of the key rows. */
 
-#define Q8_MAX_D 65536 /* |q.k| in int32 without overflow: 255 * 127 * d < 2^31 */
+#define Q8_MAX_D 512 /* |q.k| in int32 without overflow: 32767 * 127 * d < 2^31 */
 
-/* Floats of q scratch per head: round64(d) int8 values, then the scale and
- * the sum of the integers, padded to keep the next head 64-byte aligned. */
-AI size_t q8_stride(uint32_t d) { return ((((size_t)d + 63) & ~(size_t)63) / 4) + 16; }
+/* Floats of q scratch per head: round32(d) int16 values, then the scale,
+ * padded to keep the next head 64-byte aligned. */
+AI size_t q8_stride(uint32_t d) { return (((size_t)d + 31) & ~(size_t)31) / 2 + 16; }
 
-/* One query row as int8 (scale max|q|/127, round half to even through
+/* One query row as int16 (scale max|q|/32767, round half to even through
  * cvtps_epi32 under the default rounding mode), zero-padded to 64 bytes. A
- * row below 1e-35 (127/max would overflow) is stored as zeros: its logits
- * are then 0 instead of below 1e-35 * scale * sum|k|. */
+ * row below 1e-33 (32767/max would overflow) is stored as zeros: its
+ * logits are then 0 instead of below 1e-33 * scale * sum|k|. */
 AI void quantize_q(float *dst, const float *q, uint32_t d) {
-    int8_t *q8 = (int8_t *)(void *)dst;
-    const size_t dp = ((size_t)d + 63) & ~(size_t)63;
+    int16_t *q16 = (int16_t *)(void *)dst;
+    const size_t dp = ((size_t)d + 31) & ~(size_t)31;
     __m512 vmax = _mm512_setzero_ps();
     for (uint32_t i = 0; i < d; i += 16)
         vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(d - i), q + i)));
     const float amax = _mm512_reduce_max_ps(vmax);
-    const bool zero = !(amax >= 1e-35f);
-    const __m512 inv = _mm512_set1_ps(zero ? 0.0f : 127.0f / amax);
-    __m512i sum = _mm512_setzero_si512();
-    memset(q8, 0, dp);
+    const bool zero = !(amax >= 1e-33f);
+    const __m512 inv = _mm512_set1_ps(zero ? 0.0f : 32767.0f / amax);
+    memset(q16, 0, dp * 2);
     for (uint32_t i = 0; i < d; i += 16) {
         const __mmask16 m = tail_mask(d - i);
-        __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, q + i), inv)); /* |v| <= 127 */
-        sum = _mm512_add_epi32(sum, v);
-        _mm_mask_storeu_epi8(q8 + i, m, _mm512_cvtepi32_epi8(v));
+        __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, q + i), inv)); /* |v| <= 32767 */
+        _mm256_mask_storeu_epi16(q16 + i, m, _mm512_cvtepi32_epi16(v));
     }
-    const float qs = zero ? 0.0f : amax / 127.0f;
-    const int32_t total = _mm512_reduce_add_epi32(sum);
-    memcpy(q8 + dp, &qs, 4);
-    memcpy(q8 + dp + 4, &total, 4);
+    const float qs = zero ? 0.0f : amax / 32767.0f;
+    memcpy(q16 + dp, &qs, 4);
 }
 
 /* fold16 on int32 lanes: the same transpose tree, exact integer adds. */
@@ -69,45 +68,37 @@ AI __m512i fold16i(const __m512i *ai) {
     return _mm512_castps_si512(addi(_mm512_shuffle_f32x4(e[0], e[1], 0x88), _mm512_shuffle_f32x4(e[0], e[1], 0xdd)));
 }
 
-/* Logits of HB heads x KB Q8 keys by vpdpbusd; qb: the quantised heads,
+/* Logits of HB heads x KB Q8 keys by vpdpwssd; qb: the quantised heads,
  * q8_stride(d) floats apart. */
 AI void qk_block_vnni(const float *qb, uint32_t d, const char *const *kr, int HB, int KB, float scale, float *s,
                       size_t ss, uint32_t j) {
-    const size_t qst = q8_stride(d), dp = ((size_t)d + 63) & ~(size_t)63;
-    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const size_t qst = q8_stride(d), dp = ((size_t)d + 31) & ~(size_t)31;
     __m512i acc[16];
     UNROLL
     for (int a = 0; a < 16; a++) acc[a] = _mm512_setzero_si512();
-    for (uint32_t i = 0; i < d; i += 64) {
-        /* past d the key bytes read as 0 (biased: 128), against q's zero padding */
-        const __mmask64 m = d - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (d - i)) - 1;
+    for (uint32_t i = 0; i < d; i += 32) {
+        /* past d the key bytes read as 0, against q's zero padding */
+        const __mmask32 m = d - i >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (d - i)) - 1;
         __m512i kx[16];
         UNROLL
-        for (int b = 0; b < KB; b++) kx[b] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, kr[b] + i), bias);
+        for (int b = 0; b < KB; b++) kx[b] = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, kr[b] + i));
         UNROLL
         for (int h = 0; h < HB; h++) {
-            const __m512i qv = _mm512_load_si512((const void *)((const int8_t *)(const void *)(qb + h * qst) + i));
+            const __m512i qv = _mm512_load_si512((const void *)((const int16_t *)(const void *)(qb + h * qst) + i));
             UNROLL
-            for (int b = 0; b < KB; b++) acc[h * KB + b] = _mm512_dpbusd_epi32(acc[h * KB + b], kx[b], qv);
+            for (int b = 0; b < KB; b++) acc[h * KB + b] = _mm512_dpwssd_epi32(acc[h * KB + b], kx[b], qv);
         }
     }
     const __m512i dot = fold16i(acc);
-    int32_t off[16];
     float mul[16];
     UNROLL
     for (int a = 0; a < 16; a++) {
-        const int8_t *qh = (const int8_t *)(const void *)(qb + (a / KB) * qst);
         float qs;
-        int32_t qsum;
-        memcpy(&qs, qh + dp, 4);
-        memcpy(&qsum, qh + dp + 4, 4);
-        off[a] = 128 * qsum;
+        memcpy(&qs, (const int16_t *)(const void *)(qb + (a / KB) * qst) + dp, 4);
         mul[a] = scale * qs * kvc__row_scale(kr[a % KB], d, KVC_DTYPE_Q8);
     }
-    const __m512 lg = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dot, _mm512_loadu_si512(off))),
-                                    _mm512_loadu_ps(mul));
     float tmp[16] __attribute__((aligned(64)));
-    _mm512_store_ps(tmp, lg);
+    _mm512_store_ps(tmp, _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_loadu_ps(mul)));
     UNROLL
     for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * ss + j, tmp + h * KB, (size_t)KB * sizeof(float));
 }

@@ -9,9 +9,11 @@
  *    interleaved like K and V, four streams); every pattern is printed and
  *    the limit is the best one (cores differ in which pattern is fastest);
  *  - the FMA peak of the active ISA's vectors, 1 and 2 threads;
- *  - the kernel on d=128, Hq=32, Hkv=8, n in {512, 4096, 32768}, f32/f16/bf16,
+ *  - the kernel on d=128, Hq=32, Hkv=8, n in {512, 4096, 32768}, f32/f16/bf16/q8,
  *    K/V cold, 1 and 2 threads (threads split the kv heads through
  *    kvc_attention_heads), and the same for a plain scalar loop (isa=naive);
+ *  - at n=32768, the same K/V read as token-major rows (all kv heads of a
+ *    token together) against slot-major, in alternating runs;
  *  - n=512 with K/V cache-resident against the FMA peak: the whole shape
  *    (1 thread: f32 K/V is 4 MiB, so L3) and one kv head (L2);
  *  - kvc_cache_attend (every attention-time policy: h2o, vase, vase_dkv, rkv,
@@ -489,11 +491,23 @@ static void work_fma(void *vctx, int tid, int nt) {
 
 /* ------------------------------------------------------------ kernel cases */
 
-static const char *dt_name(kvc_dtype dt) { return dt == KVC_DTYPE_F32 ? "f32" : dt == KVC_DTYPE_F16 ? "f16" : "bf16"; }
-static size_t esize(kvc_dtype dt) { return dt == KVC_DTYPE_F32 ? 4 : 2; }
+static const char *dt_name(kvc_dtype dt) {
+    return dt == KVC_DTYPE_F32 ? "f32" : dt == KVC_DTYPE_F16 ? "f16" : dt == KVC_DTYPE_BF16 ? "bf16" : "q8";
+}
+static size_t esize(kvc_dtype dt) { return dt == KVC_DTYPE_F32 ? 4 : dt == KVC_DTYPE_Q8 ? 1 : 2; }
+/* Elements (bytes for Q8: values and scale) of one row of D. */
+static size_t row_elems(kvc_dtype dt) { return kvc_row_bytes(dt, D) / esize(dt); }
 
 /* Random elements of magnitude < 1 (exponent below the bias: no Inf/NaN). */
 static void fill_kv(void *p, size_t n, kvc_dtype dt) {
+    if (dt == KVC_DTYPE_Q8) { /* n rows: random rows of |x| < 1, quantised */
+        float x[D];
+        for (size_t r = 0; r < n; r++) {
+            for (int i = 0; i < D; i++) x[i] = unif();
+            kvc_quantize_q8(x, D, (char *)p + r * kvc_row_bytes(dt, D));
+        }
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         uint64_t r = rnd();
         if (dt == KVC_DTYPE_F32)
@@ -846,22 +860,24 @@ int main(void) {
 
     /* kernel and naive, cold K/V */
     static const uint32_t ns[] = {512, 4096, 32768};
-    static const kvc_dtype dts[] = {KVC_DTYPE_F32, KVC_DTYPE_F16, KVC_DTYPE_BF16};
-    double worst_frac = 1e9, worst_ref = 1e9, fma_frac[3][3] = {{0}}, frac_tab[3][3][3] = {{{0}}};
+    static const kvc_dtype dts[] = {KVC_DTYPE_F32, KVC_DTYPE_F16, KVC_DTYPE_BF16, KVC_DTYPE_Q8};
+#define NDT 4
+    double worst_frac = 1e9, worst_ref = 1e9, fma_frac[NDT][3] = {{0}}, frac_tab[NDT][3][3] = {{{0}}};
+    double us_tab[NDT][3][3] = {{{0}}};
     pool_start();
-    for (int di = 0; di < 3 && want("attn"); di++) {
+    for (int di = 0; di < NDT && want("attn"); di++) {
         const kvc_dtype dt = dts[di];
         for (int ni = 0; ni < 3; ni++) {
             const uint32_t n = ns[ni];
-            const size_t kvn = (size_t)HKV * n * D, bytes = kvn * esize(dt);
+            const size_t re = row_elems(dt), kvn = (size_t)HKV * n * re, bytes = kvn * esize(dt);
             void *K = xalloc(bytes), *V = xalloc(bytes);
             float *scratch = xalloc((size_t)HQ * n * 4);
-            fill_kv(K, kvn, dt);
-            fill_kv(V, kvn, dt);
-            attnctx a = {{HQ, HKV, D, n, dt, D, (size_t)n * D, 0.0f}, q, K, V, out, NULL, 0, scratch};
+            fill_kv(K, dt == KVC_DTYPE_Q8 ? (size_t)HKV * n : kvn, dt);
+            fill_kv(V, dt == KVC_DTYPE_Q8 ? (size_t)HKV * n : kvn, dt);
+            attnctx a = {{HQ, HKV, D, n, dt, re, (size_t)n * re, 0.0f}, q, K, V, out, NULL, 0, scratch};
             region fl[2] = {{K, bytes}, {V, bytes}};
             for (int th = 1; th <= 2; th++) {
-                for (int naive = 0; naive < 1 + with_naive; naive++) {
+                for (int naive = 0; naive < 1 + (with_naive && dt != KVC_DTYPE_Q8); naive++) {
                     double tr = 0;
                     double t = naive ? timed(work_naive, &a, th, fl, 2, runs)
                                      : timed2(work_kernel, &a, work_kvread, &a, &tr, th, fl, 2, runs);
@@ -876,8 +892,21 @@ int main(void) {
                     }
                     fflush(stdout);
                     if (!naive && n >= 4096 && gbps / dram[th] < worst_frac) worst_frac = gbps / dram[th];
-                    if (!naive) frac_tab[di][ni][th] = gbps / dram[th];
+                    if (!naive) frac_tab[di][ni][th] = gbps / dram[th], us_tab[di][ni][th] = t * 1e6;
                 }
+            }
+            if (n == 32768) { /* token-major rows (all kv heads of a token together) vs slot-major */
+                attnctx tm = a;
+                tm.L.row_stride = (size_t)HKV * re;
+                tm.L.head_stride = re;
+                double tt[2];
+                const work_fn fns[2] = {work_kernel, work_kernel};
+                void *const ctxs[2] = {&tm, &a};
+                timed_n(fns, ctxs, 2, tt, 1, fl, 2, runs);
+                printf("bench attn_layout isa=%s dtype=%s n=%u threads=1 token_major_us=%.1f slot_major_us=%.1f "
+                       "ratio=%.3f\n",
+                       isa, dt_name(dt), n, tt[0] * 1e6, tt[1] * 1e6, tt[0] / tt[1]);
+                fflush(stdout);
             }
             if (n == 512) { /* cache-resident: against the FMA peak */
                 for (int th = 1; th <= 2; th++) {
@@ -937,17 +966,23 @@ int main(void) {
            disturbed_cases, runs);
     printf("bench summary isa=%s read_limit_gbps=%.2f/%.2f (1/2 threads, best pattern) fma_peak_gflops=%.1f/%.1f\n",
            isa, dram[1], dram[2], peak[1], peak[2]);
-    for (int di = 0; di < 3 && want("attn"); di++)
+    for (int di = 0; di < NDT && want("attn"); di++)
         printf("bench summary isa=%s dtype=%s frac n=512 %.3f/%.3f n=4096 %.3f/%.3f n=32768 %.3f/%.3f (1/2 threads)\n",
                isa, dt_name(dts[di]), frac_tab[di][0][1], frac_tab[di][0][2], frac_tab[di][1][1], frac_tab[di][1][2],
                frac_tab[di][2][1], frac_tab[di][2][2]);
+    if (want("attn"))
+        for (int th = 1; th <= 2; th++)
+            printf("bench summary isa=%s threads=%d n=32768 tokens_per_s f32 %.1f f16 %.1f bf16 %.1f q8 %.1f "
+                   "(q8/f16 %.2fx; one token = all 8 kv heads)\n",
+                   isa, th, 1e6 / us_tab[0][2][th], 1e6 / us_tab[1][2][th], 1e6 / us_tab[2][2][th],
+                   1e6 / us_tab[3][2][th], us_tab[1][2][th] / us_tab[3][2][th]);
     printf("bench summary isa=%s min_frac_n_ge_4096=%.3f (target 0.90) vs_same_bytes_read=%.3f "
            "max_cache_ratio=%.3f (target 1.03)\n",
            isa, worst_frac, worst_ref, worst_ratio);
     printf("bench summary isa=%s n=512 frac_fma (target 0.50): f32 %.3f/%.3f/%.3f f16 %.3f/%.3f/%.3f "
-           "bf16 %.3f/%.3f/%.3f (1 thread all heads / 2 threads / 1 head in L2)\n",
+           "bf16 %.3f/%.3f/%.3f q8 %.3f/%.3f/%.3f (1 thread all heads / 2 threads / 1 head in L2)\n",
            isa, fma_frac[0][1], fma_frac[0][2], fma_frac[0][0], fma_frac[1][1], fma_frac[1][2], fma_frac[1][0],
-           fma_frac[2][1], fma_frac[2][2], fma_frac[2][0]);
+           fma_frac[2][1], fma_frac[2][2], fma_frac[2][0], fma_frac[3][1], fma_frac[3][2], fma_frac[3][0]);
     free(q);
     free(out);
     return 0;
