@@ -349,13 +349,12 @@ int llm_dtype_by_name(const char *name, kvc_dtype *dtype) {
     return -1;
 }
 
-int llm_state_init(llm_state *s, const llm_model *m, const char *spec, uint32_t budget, uint64_t seed, char *err,
-                   size_t errlen) {
-    return llm_state_init_dtype(s, m, spec, budget, seed, KVC_DTYPE_F32, err, errlen);
-}
+static int cache_err(int rc, kvc_cache *cache, int layer, const char *what, char *err, size_t errlen);
 
-int llm_state_init_dtype(llm_state *s, const llm_model *m, const char *spec, uint32_t budget, uint64_t seed,
-                         kvc_dtype dtype, char *err, size_t errlen) {
+/* One cache per layer, from a spec string or (policy != NULL) a policy
+ * pointer plus options, with K/V stored as dtype. */
+static int state_init(llm_state *s, const llm_model *m, const kvc_policy *policy, const char *spec, uint32_t budget,
+                      uint64_t seed, kvc_dtype dtype, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     s->m = m;
     const llm_config *c = &m->c;
@@ -390,15 +389,24 @@ int llm_state_init_dtype(llm_state *s, const llm_model *m, const char *spec, uin
         return KVC_ENOMEM;
     }
     for (int l = 0; l < c->n_layers; l++) {
-        snprintf(full, cap, "%.*s seed=%llu %s", (int)name_len, spec, (unsigned long long)(seed + (uint64_t)l),
-                 spec + name_len);
-        int rc = kvc_cache_create_spec(&s->cache[l], (uint32_t)c->n_kv_heads, (uint32_t)c->n_heads,
+        int rc;
+        if (policy) {
+            snprintf(full, cap, "seed=%llu %s", (unsigned long long)(seed + (uint64_t)l), spec);
+            rc = kvc_cache_create(&s->cache[l], (uint32_t)c->n_kv_heads, (uint32_t)c->n_heads, (uint32_t)c->head_size,
+                                  budget, dtype, KVC_MODE_STORE, policy, NULL);
+            if (rc == KVC_OK) rc = kvc_cache_apply_spec(s->cache[l], full);
+        } else {
+            snprintf(full, cap, "%.*s seed=%llu %s", (int)name_len, spec, (unsigned long long)(seed + (uint64_t)l),
+                     spec + name_len);
+            rc = kvc_cache_create_spec(&s->cache[l], (uint32_t)c->n_kv_heads, (uint32_t)c->n_heads,
                                        (uint32_t)c->head_size, budget, dtype, KVC_MODE_STORE, full, NULL);
+        }
         if (rc == KVC_OK) rc = kvc_cache_prepare(s->cache[l]);
         if (rc) {
             if (err && errlen)
-                snprintf(err, errlen, "cache spec '%s' with budget %u: %s%s%s", spec, budget, kvc_strerror(rc),
-                         s->cache[l] ? ": " : "", s->cache[l] ? kvc_cache_last_error(s->cache[l]) : "");
+                snprintf(err, errlen, "cache spec '%s%s%s' with budget %u: %s%s%s", policy ? policy->name : "",
+                         policy && *spec ? " " : "", spec, budget, kvc_strerror(rc), s->cache[l] ? ": " : "",
+                         s->cache[l] ? kvc_cache_last_error(s->cache[l]) : "");
             free(full);
             llm_state_free(s);
             return rc;
@@ -406,6 +414,21 @@ int llm_state_init_dtype(llm_state *s, const llm_model *m, const char *spec, uin
     }
     free(full);
     return 0;
+}
+
+int llm_state_init(llm_state *s, const llm_model *m, const char *spec, uint32_t budget, uint64_t seed, char *err,
+                   size_t errlen) {
+    return state_init(s, m, NULL, spec, budget, seed, KVC_DTYPE_F32, err, errlen);
+}
+
+int llm_state_init_dtype(llm_state *s, const llm_model *m, const char *spec, uint32_t budget, uint64_t seed,
+                         kvc_dtype dtype, char *err, size_t errlen) {
+    return state_init(s, m, NULL, spec, budget, seed, dtype, err, errlen);
+}
+
+int llm_state_init_policy(llm_state *s, const llm_model *m, const kvc_policy *policy, const char *spec,
+                          uint32_t budget, uint64_t seed, char *err, size_t errlen) {
+    return state_init(s, m, policy, spec, budget, seed, KVC_DTYPE_F32, err, errlen);
 }
 
 void llm_state_free(llm_state *s) {
@@ -426,15 +449,77 @@ uint64_t llm_state_evictions(const llm_state *s) {
     return n;
 }
 
-/* out[r] = sum_c w[r][c] x[c] */
-static void matvec(float *out, const float *w, const float *x, int rows, int cols) {
-    for (int r = 0; r < rows; r++) {
-        const float *row = w + (size_t)r * (size_t)cols;
-        float acc = 0.0f;
-        for (int j = 0; j < cols; j++) acc += row[j] * x[j];
-        out[r] = acc;
+/* out[r] = sum_c w[r][c] x[c], in eight partial sums per row (lane l adds
+ * the products j = l, l+8, ...) added pairwise at the end. A single running
+ * sum cannot be vectorised under strict IEEE rules; this order can, and every
+ * lane sees the same operations in the same order whatever the vector width
+ * (ISO C mode contracts no multiply-add), so the AVX2 build gives the same
+ * bits as the baseline one. Four rows at a time hide the add latency. */
+typedef float v8f __attribute__((vector_size(32)));
+/* Macros, not functions: a function passing v8f by value would change the
+ * ABI between the baseline and the AVX2 build. */
+#define LD8(v, p) memcpy(&(v), (p), sizeof(v))
+#define LANES8(v, out)                                                                                       \
+    do {                                                                                                     \
+        float t_[8];                                                                                         \
+        memcpy(t_, &(v), sizeof t_);                                                                         \
+        (out) = ((t_[0] + t_[4]) + (t_[1] + t_[5])) + ((t_[2] + t_[6]) + (t_[3] + t_[7]));                   \
+    } while (0)
+#define MATVEC_BODY                                                                                          \
+    int c8 = cols & ~7, r = 0;                                                                               \
+    const size_t C = (size_t)cols;                                                                           \
+    v8f xv, t0, t1, t2, t3;                                                                                  \
+    for (; r + 4 <= rows; r += 4) {                                                                          \
+        const float *w0 = w + (size_t)r * C;                                                                 \
+        v8f acc[4] = {{0}, {0}, {0}, {0}};                                                                   \
+        for (int j = 0; j < c8; j += 8) {                                                                    \
+            LD8(xv, x + j);                                                                                  \
+            LD8(t0, w0 + j);                                                                                 \
+            LD8(t1, w0 + C + j);                                                                             \
+            LD8(t2, w0 + 2 * C + j);                                                                         \
+            LD8(t3, w0 + 3 * C + j);                                                                         \
+            acc[0] += t0 * xv;                                                                               \
+            acc[1] += t1 * xv;                                                                               \
+            acc[2] += t2 * xv;                                                                               \
+            acc[3] += t3 * xv;                                                                               \
+        }                                                                                                    \
+        for (int q = 0; q < 4; q++) {                                                                        \
+            float sum;                                                                                       \
+            LANES8(acc[q], sum);                                                                             \
+            for (int j = c8; j < cols; j++) sum += w0[(size_t)q * C + j] * x[j];                             \
+            out[r + q] = sum;                                                                                \
+        }                                                                                                    \
+    }                                                                                                        \
+    for (; r < rows; r++) {                                                                                  \
+        const float *row = w + (size_t)r * C;                                                                \
+        v8f a = {0};                                                                                         \
+        for (int j = 0; j < c8; j += 8) {                                                                    \
+            LD8(xv, x + j);                                                                                  \
+            LD8(t0, row + j);                                                                                \
+            a += t0 * xv;                                                                                    \
+        }                                                                                                    \
+        float sum;                                                                                           \
+        LANES8(a, sum);                                                                                      \
+        for (int j = c8; j < cols; j++) sum += row[j] * x[j];                                                \
+        out[r] = sum;                                                                                        \
     }
+
+static void matvec_base(float *out, const float *w, const float *x, int rows, int cols) { MATVEC_BODY }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2"))) static void matvec_avx2(float *out, const float *w, const float *x, int rows,
+                                                         int cols) {
+    MATVEC_BODY
 }
+static void matvec(float *out, const float *w, const float *x, int rows, int cols) {
+    if (__builtin_cpu_supports("avx2")) matvec_avx2(out, w, x, rows, cols);
+    else matvec_base(out, w, x, rows, cols);
+}
+#else
+static void matvec(float *out, const float *w, const float *x, int rows, int cols) {
+    matvec_base(out, w, x, rows, cols);
+}
+#endif
 
 /* out = x / rms(x) * g, with the usual 1e-5 inside the root */
 static void rmsnorm(float *out, const float *x, const float *g, int n) {
@@ -463,6 +548,10 @@ static int cache_err(int rc, kvc_cache *cache, int layer, const char *what, char
 }
 
 int llm_forward(llm_state *s, int tok, int pos, char *err, size_t errlen) {
+    return llm_forward_ex(s, tok, pos, 1, err, errlen);
+}
+
+int llm_forward_ex(llm_state *s, int tok, int pos, int want_logits, char *err, size_t errlen) {
     const llm_model *m = s->m;
     const llm_config *c = &m->c;
     int D = c->dim, H = c->hidden_dim, KV = c->kv_dim, hs = c->head_size;
@@ -493,6 +582,7 @@ int llm_forward(llm_state *s, int tok, int pos, char *err, size_t errlen) {
         if (rc) return cache_err(rc, s->cache[l], l, "append", err, errlen);
         rc = kvc_cache_attend(s->cache[l], s->q, s->att);
         if (rc) return cache_err(rc, s->cache[l], l, "attend", err, errlen);
+        if (!want_logits && l == c->n_layers - 1) return 0; /* the rest only feeds the logits */
         matvec(s->xb, m->wo + L * D * D, s->att, D, D);
         for (int i = 0; i < D; i++) s->x[i] += s->xb[i];
 

@@ -69,10 +69,18 @@ int llm_state_init_dtype(llm_state *s, const llm_model *m, const char *spec, uin
                          kvc_dtype dtype, char *err, size_t errlen);
 /* "f32", "f16", "bf16" or "q8" into *dtype; returns 0, or -1 for another name. */
 int llm_dtype_by_name(const char *name, kvc_dtype *dtype);
+/* The same with a policy given by pointer (e.g. one written by the caller);
+ * `spec` then holds options only, e.g. "recent=8". */
+int llm_state_init_policy(llm_state *s, const llm_model *m, const kvc_policy *policy, const char *spec,
+                          uint32_t budget, uint64_t seed, char *err, size_t errlen);
 void llm_state_free(llm_state *s);
 /* Run token `tok` at position `pos`; s->logits receives vocab_size logits.
  * Returns 0 or a kvc status (the failing cache's message in err). */
 int llm_forward(llm_state *s, int tok, int pos, char *err, size_t errlen);
+/* The same; with want_logits 0 the caches see the token (every layer appends
+ * and attends, so policies observe it) but the last layer's output and the
+ * logits are not computed. */
+int llm_forward_ex(llm_state *s, int tok, int pos, int want_logits, char *err, size_t errlen);
 /* Tokens evicted so far, summed over layers and groups. */
 uint64_t llm_state_evictions(const llm_state *s);
 
