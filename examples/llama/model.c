@@ -58,6 +58,36 @@ static void *read_file(const char *path, size_t *size, char *err, size_t errlen)
     return buf;
 }
 
+/* dst[c][r] = src[r][c] for `count` consecutive rows x cols matrices. */
+static void transpose(float *dst, const float *src, size_t count, size_t rows, size_t cols) {
+    for (size_t k = 0; k < count; k++, dst += rows * cols, src += rows * cols)
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
+}
+
+/* The forward pass reads every matrix transposed (see matvec). */
+static int transpose_all(llm_model *m, char *err, size_t errlen) {
+    const llm_config *c = &m->c;
+    size_t D = (size_t)c->dim, H = (size_t)c->hidden_dim, L = (size_t)c->n_layers, KV = (size_t)c->kv_dim,
+           V = (size_t)c->vocab_size;
+    size_t n = L * (2 * D * D + 2 * KV * D + 3 * H * D) + V * D;
+    float *t = m->tdata = malloc(n * sizeof(float));
+    if (!t) {
+        set_err(err, errlen, "out of memory for the transposed weights", NULL);
+        llm_model_free(m);
+        return -1;
+    }
+    m->twq = t, transpose(t, m->wq, L, D, D), t += L * D * D;
+    m->twk = t, transpose(t, m->wk, L, KV, D), t += L * KV * D;
+    m->twv = t, transpose(t, m->wv, L, KV, D), t += L * KV * D;
+    m->two = t, transpose(t, m->wo, L, D, D), t += L * D * D;
+    m->tw1 = t, transpose(t, m->w1, L, H, D), t += L * H * D;
+    m->tw2 = t, transpose(t, m->w2, L, D, H), t += L * D * H;
+    m->tw3 = t, transpose(t, m->w3, L, H, D), t += L * H * D;
+    m->twcls = t, transpose(t, m->wcls, 1, V, D);
+    return 0;
+}
+
 int llm_model_load(llm_model *m, const char *path, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     size_t size;
@@ -125,11 +155,12 @@ int llm_model_load(llm_model *m, const char *path, char *err, size_t errlen) {
     m->wv = w + off[4], m->wo = w + off[5], m->rms_ffn = w + off[6], m->w1 = w + off[7];
     m->w2 = w + off[8], m->w3 = w + off[9], m->rms_final = w + off[10];
     m->wcls = c->shared_classifier ? m->tok_emb : w + off[12];
-    return 0;
+    return transpose_all(m, err, errlen);
 }
 
 void llm_model_free(llm_model *m) {
     free(m->data);
+    free(m->tdata);
     memset(m, 0, sizeof *m);
 }
 
@@ -449,75 +480,59 @@ uint64_t llm_state_evictions(const llm_state *s) {
     return n;
 }
 
-/* out[r] = sum_c w[r][c] x[c], in eight partial sums per row (lane l adds
- * the products j = l, l+8, ...) added pairwise at the end. A single running
- * sum cannot be vectorised under strict IEEE rules; this order can, and every
- * lane sees the same operations in the same order whatever the vector width
- * (ISO C mode contracts no multiply-add), so the AVX2 build gives the same
- * bits as the baseline one. Four rows at a time hide the add latency. */
+/* out[r] = sum_c w[r][c] x[c], from the transposed matrix wt[c][r]. Each
+ * output is summed in column order, exactly like the plain loop
+ * `acc += w[r][c] * x[c]` (ISO C mode contracts no multiply-add), but eight
+ * to 32 rows advance together in vector registers, so the result is the
+ * same bits on every build and only the speed differs. */
 typedef float v8f __attribute__((vector_size(32)));
-/* Macros, not functions: a function passing v8f by value would change the
- * ABI between the baseline and the AVX2 build. */
+/* A macro, not a function: passing v8f by value would change the ABI
+ * between the baseline and the AVX2 build. */
 #define LD8(v, p) memcpy(&(v), (p), sizeof(v))
-#define LANES8(v, out)                                                                                       \
-    do {                                                                                                     \
-        float t_[8];                                                                                         \
-        memcpy(t_, &(v), sizeof t_);                                                                         \
-        (out) = ((t_[0] + t_[4]) + (t_[1] + t_[5])) + ((t_[2] + t_[6]) + (t_[3] + t_[7]));                   \
-    } while (0)
+#define ST8(p, v) memcpy((p), &(v), sizeof(v))
 #define MATVEC_BODY                                                                                          \
-    int c8 = cols & ~7, r = 0;                                                                               \
-    const size_t C = (size_t)cols;                                                                           \
-    v8f xv, t0, t1, t2, t3;                                                                                  \
-    for (; r + 4 <= rows; r += 4) {                                                                          \
-        const float *w0 = w + (size_t)r * C;                                                                 \
-        v8f acc[4] = {{0}, {0}, {0}, {0}};                                                                   \
-        for (int j = 0; j < c8; j += 8) {                                                                    \
-            LD8(xv, x + j);                                                                                  \
-            LD8(t0, w0 + j);                                                                                 \
-            LD8(t1, w0 + C + j);                                                                             \
-            LD8(t2, w0 + 2 * C + j);                                                                         \
-            LD8(t3, w0 + 3 * C + j);                                                                         \
-            acc[0] += t0 * xv;                                                                               \
-            acc[1] += t1 * xv;                                                                               \
-            acc[2] += t2 * xv;                                                                               \
-            acc[3] += t3 * xv;                                                                               \
+    const size_t R = (size_t)rows;                                                                           \
+    int r = 0;                                                                                               \
+    v8f t0, t1, t2, t3;                                                                                      \
+    for (; r + 32 <= rows; r += 32) {                                                                        \
+        v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                                          \
+        const float *p = wt + r;                                                                             \
+        for (int j = 0; j < cols; j++, p += R) {                                                             \
+            v8f xj = (v8f){0} + x[j];                                                                        \
+            LD8(t0, p), LD8(t1, p + 8), LD8(t2, p + 16), LD8(t3, p + 24);                                    \
+            a0 += t0 * xj, a1 += t1 * xj, a2 += t2 * xj, a3 += t3 * xj;                                      \
         }                                                                                                    \
-        for (int q = 0; q < 4; q++) {                                                                        \
-            float sum;                                                                                       \
-            LANES8(acc[q], sum);                                                                             \
-            for (int j = c8; j < cols; j++) sum += w0[(size_t)q * C + j] * x[j];                             \
-            out[r + q] = sum;                                                                                \
+        ST8(out + r, a0), ST8(out + r + 8, a1), ST8(out + r + 16, a2), ST8(out + r + 24, a3);                \
+    }                                                                                                        \
+    for (; r + 8 <= rows; r += 8) {                                                                          \
+        v8f a0 = {0};                                                                                        \
+        const float *p = wt + r;                                                                             \
+        for (int j = 0; j < cols; j++, p += R) {                                                             \
+            LD8(t0, p);                                                                                      \
+            a0 += t0 * ((v8f){0} + x[j]);                                                                    \
         }                                                                                                    \
+        ST8(out + r, a0);                                                                                    \
     }                                                                                                        \
     for (; r < rows; r++) {                                                                                  \
-        const float *row = w + (size_t)r * C;                                                                \
-        v8f a = {0};                                                                                         \
-        for (int j = 0; j < c8; j += 8) {                                                                    \
-            LD8(xv, x + j);                                                                                  \
-            LD8(t0, row + j);                                                                                \
-            a += t0 * xv;                                                                                    \
-        }                                                                                                    \
-        float sum;                                                                                           \
-        LANES8(a, sum);                                                                                      \
-        for (int j = c8; j < cols; j++) sum += row[j] * x[j];                                                \
-        out[r] = sum;                                                                                        \
+        float acc = 0.0f;                                                                                    \
+        for (int j = 0; j < cols; j++) acc += wt[(size_t)j * R + (size_t)r] * x[j];                          \
+        out[r] = acc;                                                                                        \
     }
 
-static void matvec_base(float *out, const float *w, const float *x, int rows, int cols) { MATVEC_BODY }
+static void matvec_base(float *out, const float *wt, const float *x, int rows, int cols) { MATVEC_BODY }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("avx2"))) static void matvec_avx2(float *out, const float *w, const float *x, int rows,
+__attribute__((target("avx2"))) static void matvec_avx2(float *out, const float *wt, const float *x, int rows,
                                                          int cols) {
     MATVEC_BODY
 }
-static void matvec(float *out, const float *w, const float *x, int rows, int cols) {
-    if (__builtin_cpu_supports("avx2")) matvec_avx2(out, w, x, rows, cols);
-    else matvec_base(out, w, x, rows, cols);
+static void matvec(float *out, const float *wt, const float *x, int rows, int cols) {
+    if (__builtin_cpu_supports("avx2")) matvec_avx2(out, wt, x, rows, cols);
+    else matvec_base(out, wt, x, rows, cols);
 }
 #else
-static void matvec(float *out, const float *w, const float *x, int rows, int cols) {
-    matvec_base(out, w, x, rows, cols);
+static void matvec(float *out, const float *wt, const float *x, int rows, int cols) {
+    matvec_base(out, wt, x, rows, cols);
 }
 #endif
 
@@ -573,9 +588,9 @@ int llm_forward_ex(llm_state *s, int tok, int pos, int want_logits, char *err, s
     for (int l = 0; l < c->n_layers; l++) {
         size_t L = (size_t)l;
         rmsnorm(s->xb, s->x, m->rms_att + L * D, D);
-        matvec(s->q, m->wq + L * D * D, s->xb, D, D);
-        matvec(s->k, m->wk + L * KV * D, s->xb, KV, D);
-        matvec(s->v, m->wv + L * KV * D, s->xb, KV, D);
+        matvec(s->q, m->twq + L * D * D, s->xb, D, D);
+        matvec(s->k, m->twk + L * KV * D, s->xb, KV, D);
+        matvec(s->v, m->twv + L * KV * D, s->xb, KV, D);
         rope(s->q, c->n_heads, hs, cs, sn);
         rope(s->k, c->n_kv_heads, hs, cs, sn); /* K is cached after RoPE */
         int rc = kvc_cache_append(s->cache[l], pos, s->k, s->v);
@@ -583,21 +598,21 @@ int llm_forward_ex(llm_state *s, int tok, int pos, int want_logits, char *err, s
         rc = kvc_cache_attend(s->cache[l], s->q, s->att);
         if (rc) return cache_err(rc, s->cache[l], l, "attend", err, errlen);
         if (!want_logits && l == c->n_layers - 1) return 0; /* the rest only feeds the logits */
-        matvec(s->xb, m->wo + L * D * D, s->att, D, D);
+        matvec(s->xb, m->two + L * D * D, s->att, D, D);
         for (int i = 0; i < D; i++) s->x[i] += s->xb[i];
 
         rmsnorm(s->xb, s->x, m->rms_ffn + L * D, D);
-        matvec(s->h1, m->w1 + L * H * D, s->xb, H, D);
-        matvec(s->h3, m->w3 + L * H * D, s->xb, H, D);
+        matvec(s->h1, m->tw1 + L * H * D, s->xb, H, D);
+        matvec(s->h3, m->tw3 + L * H * D, s->xb, H, D);
         for (int i = 0; i < H; i++) {
             float g = s->h1[i];
             s->h1[i] = g / (1.0f + expf(-g)) * s->h3[i]; /* SwiGLU: silu(w1 x) * (w3 x) */
         }
-        matvec(s->xb, m->w2 + L * D * H, s->h1, D, H);
+        matvec(s->xb, m->tw2 + L * D * H, s->h1, D, H);
         for (int i = 0; i < D; i++) s->x[i] += s->xb[i];
     }
     rmsnorm(s->xb, s->x, m->rms_final, D);
-    matvec(s->logits, m->wcls, s->xb, c->vocab_size, D);
+    matvec(s->logits, m->twcls, s->xb, c->vocab_size, D);
     return 0;
 }
 

@@ -22,6 +22,8 @@ typedef struct {
     llm_config c;
     float *data; /* the whole file after the header */
     const float *tok_emb, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3, *rms_final, *wcls;
+    float *tdata; /* every matrix transposed, [in][out], as the forward pass reads them */
+    const float *twq, *twk, *twv, *two, *tw1, *tw2, *tw3, *twcls;
 } llm_model;
 
 typedef struct {

@@ -231,6 +231,7 @@ static void usage(FILE *f) {
             "                     the adversarial control vrange_max); \"full\" always runs as the baseline\n"
             "  --budgets LIST     comma-separated cache budgets (default 64,128,256,512)\n"
             "  --n N              instances per task (default 200)\n"
+            "  --only LIST        comma-separated tasks to run (default recall,needle,chase,vt)\n"
             "  --threads N        worker threads (default 2)\n"
             "  --chase-budget N   budget of the pointer-chasing table (default 256)\n"
             "  --csv PATH, --md PATH, --svg PATH   outputs (default: none, the table goes to stdout)\n"
@@ -274,7 +275,7 @@ static void cell(char *buf, size_t n, estimate e) {
 int main(int argc, char **argv) {
     const char *model_path = "examples/reasoning/model/model.bin", *task_path = "examples/reasoning/data/tasks.bin";
     const char *csv_path = NULL, *md_path = NULL, *svg_path = NULL;
-    char *policy_arg = NULL, *budget_arg = NULL;
+    char *policy_arg = NULL, *budget_arg = NULL, *only_arg = NULL;
     long n_per = 200, threads = 2, chase_budget = 256;
     int quiet = 0;
     for (int i = 1; i < argc; i++) {
@@ -300,6 +301,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--svg")) svg_path = v;
         else if (!strcmp(a, "--policies")) policy_arg = strdup(v);
         else if (!strcmp(a, "--budgets")) budget_arg = strdup(v);
+        else if (!strcmp(a, "--only")) only_arg = strdup(v);
         else if (!strcmp(a, "--n") && !parse_long(v, 1, 100000, &n_per)) ;
         else if (!strcmp(a, "--threads") && !parse_long(v, 1, 64, &threads)) ;
         else if (!strcmp(a, "--chase-budget") && !parse_long(v, 1, 1 << 20, &chase_budget)) ;
@@ -330,16 +332,35 @@ int main(int argc, char **argv) {
     c.m = &m, c.ts = &ts, c.quiet = quiet;
     pthread_mutex_init(&c.mu, NULL);
 
-    /* instances: the first n of each task */
+    /* tasks, and the first n instances of each */
+    int use[N_TASKS] = {1, 1, 1, 1};
+    if (only_arg) {
+        char *names[N_TASKS + 1];
+        int n = split_list(only_arg, names, N_TASKS);
+        memset(use, 0, sizeof use);
+        for (int i = 0; i < n; i++) {
+            int t = 0;
+            while (t < N_TASKS && strcmp(names[i], task_names[t])) t++;
+            if (t == N_TASKS) {
+                fprintf(stderr, "reason: unknown task '%s' (tasks: recall, needle, chase, vt)\n", names[i]);
+                return 2;
+            }
+            use[t] = 1;
+        }
+        if (n <= 0) {
+            fprintf(stderr, "reason: --only needs task names (recall, needle, chase, vt)\n");
+            return 2;
+        }
+    }
     c.inst = malloc(sizeof(int) * (size_t)ts.n);
     int per_task[N_TASKS] = {0};
     for (int i = 0; i < ts.n; i++)
-        if (per_task[ts.inst[i].task] < n_per) {
+        if (use[ts.inst[i].task] && per_task[ts.inst[i].task] < n_per) {
             per_task[ts.inst[i].task]++;
             c.inst[c.n_inst++] = i;
         }
     for (int t = 0; t < N_TASKS; t++)
-        if (per_task[t] < n_per) {
+        if (use[t] && per_task[t] < n_per) {
             fprintf(stderr, "reason: the task file has %d %s instances, fewer than --n %ld\n", per_task[t],
                     task_names[t], n_per);
             return 1;
@@ -445,6 +466,7 @@ int main(int argc, char **argv) {
     }
     fprintf(md, "| task | full cache |\n|---|---|\n");
     for (int t = 0; t < N_TASKS; t++) {
+        if (!use[t]) continue;
         char s[48];
         cell(s, sizeof s, full[t]);
         fprintf(md, "| %s | %s |\n", task_names[t], s);
@@ -453,6 +475,7 @@ int main(int argc, char **argv) {
     plot_figure_init(&fig, "Accuracy against cache budget (context 1024)", "cache budget (tokens, log scale)",
                      "accuracy", 1);
     for (int t = 0; t < N_TASKS; t++) {
+        if (!use[t]) continue;
         fprintf(md, "\n### %s\n\n| policy |", task_names[t]);
         for (int b = 0; b < n_bud; b++) fprintf(md, " %u (1/%u) |", budgets[b], (unsigned)m.c.seq_len / budgets[b]);
         fprintf(md, "\n|---|");
@@ -481,13 +504,15 @@ int main(int argc, char **argv) {
     }
     if (csv)
         for (int t = 0; t < N_TASKS; t++)
-            fprintf(csv, "%s,full,%d,1,%d,%.6f,%.6f,%.6f,%.6f\n", task_names[t], m.c.seq_len, full[t].n, full[t].mean,
+            if (use[t])
+                fprintf(csv, "%s,full,%d,1,%d,%.6f,%.6f,%.6f,%.6f\n", task_names[t], m.c.seq_len, full[t].n, full[t].mean,
                     full[t].lo, full[t].hi, full[t].se);
 
     /* pointer chasing against hops, at one budget, next to the paper's forms */
     static const int ks[] = {1, 2, 4, 8, 16};
     const int n_ks = (int)(sizeof ks / sizeof ks[0]);
     double sn = (double)chase_budget / (m.c.seq_len - CHASE_K);
+    if (!use[TASK_CHASE]) goto tables_done;
     fprintf(md, "\n### chase: success against hops k at budget %ld (s/n = %.3f)\n\n| policy |", chase_budget, sn);
     for (int k = 0; k < n_ks; k++) fprintf(md, " k=%d |", ks[k]);
     fprintf(md, " fact held at hop 1 | at hop 8 |\n|---|");
@@ -522,6 +547,7 @@ int main(int argc, char **argv) {
         }
         fprintf(md, "\n");
     }
+tables_done:
     fprintf(md, "\n%d runs of %d tokens in %.0f s on %ld threads.\n", c.total, ts.inst[0].len, elapsed, threads);
     if (md != stdout) fclose(md);
     if (csv) fclose(csv);
@@ -540,6 +566,7 @@ int main(int argc, char **argv) {
     free(c.inst);
     free(policy_arg);
     free(budget_arg);
+    free(only_arg);
     task_set_free(&ts);
     llm_model_free(&m);
     return 0;

@@ -11,7 +11,7 @@ Tasks (the distances that matter are long: a sliding window shorter than the
 distance between a fact and its use cannot answer):
 
 - ``recall``: associative recall with long gaps (MQAR-like). Key-value pairs
-  come first; then filler with questions ``? k v`` spread until the end.
+  (keys and values from disjoint halves of the symbols) come first; then filler with questions ``? k v`` spread until the end.
 - ``needle``: a passkey of 5 distinct symbols at a controlled depth in filler,
   asked for at the end.
 - ``chase``: k-hop pointer chasing. A random permutation written as facts
@@ -58,8 +58,10 @@ def _split(rng, total, parts):
 def recall(rng, length):
     n_pairs = max(4, min(16, length // 48))
     n_q = max(4, min(16, length // 40))
-    keys = rng.sample(range(NSYM), n_pairs)
-    vals = [rng.randrange(NSYM) for _ in keys]
+    # keys and values from disjoint halves of the symbols (as in MQAR), so a
+    # key's only earlier occurrence is the one its value follows
+    keys = rng.sample(range(NSYM // 2), n_pairs)
+    vals = [NSYM // 2 + rng.randrange(NSYM // 2) for _ in keys]
     toks = [BOS, TAG["recall"], BAR]
     for k, v in zip(keys, vals):
         toks += [SYM0 + k, SYM0 + v, SEMI]
@@ -148,15 +150,19 @@ def vt(rng, length):
 
 
 def copy(rng, length):
-    """Training aid, never evaluated: a random symbol string written twice.
-    Each token of the second copy is found by looking up the token before it
-    in the first copy, the lookup every task above is built on; it gives the
-    optimiser that signal at every position, so the lookup forms early."""
-    n = (length - 4) // 2
-    s = [SYM0 + rng.randrange(NSYM) for _ in range(n)]
-    toks = [BOS, TAG["copy"], BAR] + s + [BAR] + s
-    toks += [FILL0 + rng.randrange(NFILL) for _ in range(length - len(toks))]
-    flags = [PROMPT] * (n + 4) + [FORCED] * n + [PROMPT] * (length - 2 * n - 4)
+    """Training aid, never evaluated: a random symbol string, filler, and the
+    string again. Each token of the second copy is found by looking up the
+    token before it in the first copy, the lookup every task above is built
+    on; the random lengths keep the distance from being a constant the model
+    could learn instead. It gives the optimiser that signal at every
+    position, so the lookup forms early."""
+    n = rng.randint(4, min(NSYM, (length - 4) // 2))
+    gap = rng.randint(0, length - 4 - 2 * n)
+    s = [SYM0 + x for x in rng.sample(range(NSYM), n)]  # distinct: every lookup has one answer
+    toks = [BOS, TAG["copy"], BAR] + s + _filler(rng, gap) + [BAR] + s
+    tail = length - len(toks)
+    toks += _filler(rng, tail)
+    flags = [PROMPT] * (n + gap + 4) + [FORCED] * n + [PROMPT] * tail
     return toks, flags
 
 
