@@ -21,7 +21,7 @@
 
 #include "adversary.h"
 #include "model.h"
-#include "plot.h"
+#include "svgplot.h"
 #include "taskset.h"
 
 #define MAX_CONFIGS 512
@@ -471,9 +471,15 @@ int main(int argc, char **argv) {
         cell(s, sizeof s, full[t]);
         fprintf(md, "| %s | %s |\n", task_names[t], s);
     }
-    plot_figure fig;
-    plot_figure_init(&fig, "Accuracy against cache budget (context 1024)", "cache budget (tokens, log scale)",
-                     "accuracy", 1);
+    /* the plot: one panel per task, a series per policy (x budgets, y accuracy,
+     * error bars half the 95% interval), the full cache in the panel's note */
+    static double px[N_TASKS][MAX_POLICIES][MAX_BUDGETS], py[N_TASKS][MAX_POLICIES][MAX_BUDGETS],
+        pe[N_TASKS][MAX_POLICIES][MAX_BUDGETS], xb[MAX_BUDGETS];
+    static svgplot_series ps[N_TASKS][MAX_POLICIES];
+    svgplot_panel panels[N_TASKS];
+    static char notes[N_TASKS][64];
+    int n_panels = 0;
+    for (int b = 0; b < n_bud; b++) xb[b] = budgets[b];
     for (int t = 0; t < N_TASKS; t++) {
         if (!use[t]) continue;
         fprintf(md, "\n### %s\n\n| policy |", task_names[t]);
@@ -481,12 +487,13 @@ int main(int argc, char **argv) {
         fprintf(md, "\n|---|");
         for (int b = 0; b < n_bud; b++) fprintf(md, "---|");
         fprintf(md, "\n");
-        plot_panel *panel = plot_add_panel(&fig, task_names[t]);
-        plot_reference(panel, "full cache", full[t].mean);
+        int n_ser = 0;
         for (int p = 0; p < n_pol; p++) {
             if (!strcmp(pol[p], "full")) continue;
             fprintf(md, "| `%s` |", pol[p]);
-            plot_series *ser = plot_add_series(panel, pol[p]);
+            svgplot_series *ser = &ps[t][n_ser];
+            *ser = (svgplot_series){pol[p], n_bud, px[t][n_ser], py[t][n_ser], pe[t][n_ser]};
+            n_ser++;
             for (int b = 0; b < n_bud; b++) {
                 int ci = find_cfg(&c, pol[p], budgets[b]);
                 int n = gather(&c, ci, t, buf, 0);
@@ -494,13 +501,18 @@ int main(int argc, char **argv) {
                 char s[48];
                 cell(s, sizeof s, e);
                 fprintf(md, " %s |", s);
-                plot_point(ser, budgets[b], e.mean, e.lo, e.hi);
+                px[t][n_ser - 1][b] = budgets[b], py[t][n_ser - 1][b] = e.mean, pe[t][n_ser - 1][b] = (e.hi - e.lo) / 2;
                 if (csv)
                     fprintf(csv, "%s,\"%s\",%u,%.6f,%d,%.6f,%.6f,%.6f,%.6f\n", task_names[t], pol[p], budgets[b],
                             (double)budgets[b] / m.c.seq_len, e.n, e.mean, e.lo, e.hi, e.se);
             }
             fprintf(md, "\n");
         }
+        snprintf(notes[t], sizeof notes[t], "full cache: %.3f", full[t].mean);
+        panels[n_panels++] = (svgplot_panel){.title = task_names[t], .xlabel = "cache budget (tokens)",
+                                             .ylabel = "accuracy", .logx = 1, .ymin = 0, .ymax = 1, .xticks = xb,
+                                             .n_xticks = n_bud, .series = ps[t], .n_series = n_ser,
+                                             .note = notes[t]};
     }
     if (csv)
         for (int t = 0; t < N_TASKS; t++)
@@ -551,16 +563,24 @@ tables_done:
     fprintf(md, "\n%d runs of %d tokens in %.0f s on %ld threads.\n", c.total, ts.inst[0].len, elapsed, threads);
     if (md != stdout) fclose(md);
     if (csv) fclose(csv);
-    if (svg_path && plot_write_svg(&fig, svg_path)) {
-        fprintf(stderr, "reason: cannot write %s\n", svg_path);
-        return 1;
+    if (svg_path) {
+        char sub[160];
+        snprintf(sub, sizeof sub, "%ld instances per point, error bars: 95%% interval, context %d tokens", n_per,
+                 m.c.seq_len);
+        svgplot_figure fig = {"Accuracy against cache budget", sub, 2};
+        FILE *f = fopen(svg_path, "w");
+        int bad = !f || svgplot_write(f, &fig, panels, n_panels);
+        if (f && fclose(f)) bad = 1;
+        if (bad) {
+            fprintf(stderr, "reason: cannot write %s\n", svg_path);
+            return 1;
+        }
     }
     if (!quiet) {
         if (csv_path) fprintf(stderr, "reason: wrote %s\n", csv_path);
         if (md_path) fprintf(stderr, "reason: wrote %s\n", md_path);
         if (svg_path) fprintf(stderr, "reason: wrote %s\n", svg_path);
     }
-    plot_figure_free(&fig);
     free(buf);
     free(c.res);
     free(c.inst);

@@ -3,18 +3,16 @@
 # caches; `make reasoning` measures every policy's accuracy against budget.
 REASON_DIR  := $(BUILD)/examples/reasoning
 REASON_BIN  := $(REASON_DIR)/reason
-REASON_OBJ  := $(REASON_DIR)/reason.o $(REASON_DIR)/taskset.o $(REASON_DIR)/plot.o $(REASON_DIR)/adversary.o \
-               $(LLAMA_DIR)/model.o
-REASON_HDRS := examples/reasoning/taskset.h examples/reasoning/plot.h examples/reasoning/adversary.h \
-               examples/llama/model.h include/kvc.h
+REASON_OBJD := $(BUILD)/obj/examples/reasoning
+REASON_OBJ  := $(REASON_OBJD)/reason.o $(REASON_OBJD)/taskset.o $(REASON_OBJD)/adversary.o $(LLAMA_OBJ)/model.o \
+               $(SVGPLOT_OBJ)
 REASON_MODEL := examples/reasoning/model
 PYTHON_TORCH ?= /usr/bin/python3
 
-$(REASON_DIR)/%.o: examples/reasoning/%.c $(REASON_HDRS)
-	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -Iexamples/llama -Iexamples/reasoning $(CFLAGS) -c $< -o $@
+$(REASON_OBJD)/%.o: OBJ_FLAGS = $(TEST_CFLAGS) -Iexamples/llama -Iexamples/common -Iexamples/reasoning
 
 $(REASON_BIN): $(REASON_OBJ) $(STATIC)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ -lm
 
 .PHONY: reasoning model tasks
