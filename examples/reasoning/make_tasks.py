@@ -19,7 +19,7 @@ import tasks as T  # noqa: E402
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--n", type=int, default=256, help="instances per task")
+    ap.add_argument("--n", type=int, default=300, help="instances per task")
     ap.add_argument("--length", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=20261201)
     a = ap.parse_args()

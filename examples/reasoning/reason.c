@@ -163,7 +163,7 @@ static void *worker(void *arg) {
         if (job >= c->total) break;
         int ci = job / c->n_inst, ii = job % c->n_inst;
         const task_inst *t = &c->ts->inst[c->inst[ii]];
-        if (run_one(c, &c->cfg[ci], t, 1000003ull * (uint64_t)(ii + 1), &c->res[(size_t)ci * c->n_inst + ii],
+        if (run_one(c, &c->cfg[ci], t, 1000003ull * (uint64_t)(c->inst[ii] + 1), &c->res[(size_t)ci * c->n_inst + ii],
                     posbuf))
             break;
         pthread_mutex_lock(&c->mu);
@@ -231,6 +231,7 @@ static void usage(FILE *f) {
             "                     the adversarial control vrange_max); \"full\" always runs as the baseline\n"
             "  --budgets LIST     comma-separated cache budgets (default 64,128,256,512)\n"
             "  --n N              instances per task (default 200)\n"
+            "  --skip N           start at each task's instance N (default 0)\n"
             "  --only LIST        comma-separated tasks to run (default recall,needle,chase,vt)\n"
             "  --threads N        worker threads (default 2)\n"
             "  --chase-budget N   budget of the pointer-chasing table (default 256)\n"
@@ -276,7 +277,7 @@ int main(int argc, char **argv) {
     const char *model_path = "examples/reasoning/model/model.bin", *task_path = "examples/reasoning/data/tasks.bin";
     const char *csv_path = NULL, *md_path = NULL, *svg_path = NULL;
     char *policy_arg = NULL, *budget_arg = NULL, *only_arg = NULL;
-    long n_per = 200, threads = 2, chase_budget = 256;
+    long n_per = 200, skip = 0, threads = 2, chase_budget = 256;
     int quiet = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -303,6 +304,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--budgets")) budget_arg = strdup(v);
         else if (!strcmp(a, "--only")) only_arg = strdup(v);
         else if (!strcmp(a, "--n") && !parse_long(v, 1, 100000, &n_per)) ;
+        else if (!strcmp(a, "--skip") && !parse_long(v, 0, 100000, &skip)) ;
         else if (!strcmp(a, "--threads") && !parse_long(v, 1, 64, &threads)) ;
         else if (!strcmp(a, "--chase-budget") && !parse_long(v, 1, 1 << 20, &chase_budget)) ;
         else {
@@ -353,16 +355,18 @@ int main(int argc, char **argv) {
         }
     }
     c.inst = malloc(sizeof(int) * (size_t)ts.n);
-    int per_task[N_TASKS] = {0};
-    for (int i = 0; i < ts.n; i++)
-        if (use[ts.inst[i].task] && per_task[ts.inst[i].task] < n_per) {
-            per_task[ts.inst[i].task]++;
+    int per_task[N_TASKS] = {0}, seen[N_TASKS] = {0};
+    for (int i = 0; i < ts.n; i++) {
+        int t = ts.inst[i].task;
+        if (use[t] && seen[t]++ >= skip && per_task[t] < n_per) {
+            per_task[t]++;
             c.inst[c.n_inst++] = i;
         }
+    }
     for (int t = 0; t < N_TASKS; t++)
         if (use[t] && per_task[t] < n_per) {
-            fprintf(stderr, "reason: the task file has %d %s instances, fewer than --n %ld\n", per_task[t],
-                    task_names[t], n_per);
+            fprintf(stderr, "reason: the task file has %d %s instances, fewer than --skip %ld + --n %ld\n", seen[t],
+                    task_names[t], skip, n_per);
             return 1;
         }
 
