@@ -26,6 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model as M  # noqa: E402
 import tasks as T  # noqa: E402
 
+# Linear warm-up over the first steps of training.
+WARMUP = 100
 # (sequence length, batch, steps, peak learning rate, share of the batch given to the copy aid)
 PHASES = [(64, 32, 900, 3e-3, 0.4), (128, 16, 400, 3e-3, 0.2), (256, 12, 600, 3e-3, 0.1),
           (512, 8, 300, 2e-3, 0.05), (1024, 6, 200, 1e-3, 0.0)]
@@ -109,9 +111,9 @@ def main():
         t0 -= resume["seconds"]
         say("resumed at step %d (%.0f s of training so far)" % (step, resume["seconds"]))
     done = 0
+    warm = max(1, int(WARMUP * a.steps_scale))
     for length, bsz, steps, lr, copy_share in PHASES:
         steps = max(1, int(steps * a.steps_scale))
-        warm = max(1, min(100, steps // 10))
         for i in range(steps):
             done += 1
             if done <= step:
