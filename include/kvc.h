@@ -225,7 +225,10 @@ typedef enum kvc_scope {
  * Options are set with kvc_cache_set() before the first append (or
  * kvc_cache_prepare()); afterwards a set fails with ::KVC_ESTATE. Values are
  * int64; ranges are checked when set and again, jointly, when the cache
- * freezes (sink + recent + chunk*block must leave room to evict).
+ * freezes: chunk*block <= capacity, and for a policy that evicts,
+ * ceil(sink/block) + ceil(recent/block) + chunk <= capacity/block (with
+ * block 1: sink + recent + chunk <= capacity), which is exactly what leaves
+ * `chunk` evictable blocks whenever a group is full.
  *
  * | option | key | range | default |
  * |--------|-----|-------|---------|
@@ -268,7 +271,9 @@ typedef enum kvc_option {
 /**
  * Allocator used by one cache for all its memory. Copied at creation.
  * `alloc` must return memory aligned to `align` (a power of two, at most 4096)
- * or NULL; `free` accepts what `alloc` returned.
+ * or NULL; `free` accepts what `alloc` returned. The cache relies on that
+ * alignment (it carves 64-byte aligned K/V rows and typed arrays out of each
+ * block): a block that is not aligned as asked is undefined behaviour.
  */
 typedef struct kvc_allocator {
     void *(*alloc)(void *opaque, size_t size, size_t align); /**< Allocate `size` bytes aligned to `align`. */
@@ -422,10 +427,12 @@ typedef struct kvc_policy {
     uint32_t default_scope;  /**< Default of ::KVC_OPT_SCOPE (a ::kvc_scope). */
     uint32_t n_params;       /**< Entries in `params`. */
     const kvc_param *params; /**< Parameters this policy accepts, or NULL. */
-    /** Bytes of state the cache must allocate (64-byte aligned). Optional: NULL means 0. */
+    /** Bytes of state the cache must allocate (64-byte aligned). Optional: NULL means 0. Called
+        once each time the cache freezes; kvc_cache_reset() reuses that block and does not ask again. */
     size_t (*state_size)(const kvc_policy_ctx *ctx);
     /** Initialise zeroed state. Optional. Also called by kvc_cache_reset(). Return 0 or a ::kvc_status
-        (a positive value becomes ::KVC_EINVAL); on failure `fini` is still called on the state. */
+        (a positive value becomes ::KVC_EINVAL); on failure `fini` is still called on the state (at
+        prepare and at reset alike), so every `init` is followed by exactly one `fini`. */
     int (*init)(void *state, const kvc_policy_ctx *ctx);
     /** A token entered `slot` of `group`. Optional. */
     void (*on_insert)(void *state, uint32_t group, uint32_t slot, const kvc_token *tok);
@@ -579,8 +586,8 @@ KVC_API void kvc_cache_destroy(kvc_cache *cache);
 /**
  * Freeze the options and allocate all memory now, so that appends never
  * allocate. Called implicitly by the first append or reserve. Idempotent.
- * @return ::KVC_OK, ::KVC_EINVAL (options jointly inconsistent, e.g.
- *         sink + recent + chunk*block > capacity), ::KVC_ENOMEM, or the policy's init error.
+ * @return ::KVC_OK, ::KVC_EINVAL (options jointly inconsistent: the rule under
+ *         ::kvc_option), ::KVC_ENOMEM, or the policy's init error.
  */
 KVC_API int kvc_cache_prepare(kvc_cache *cache);
 
@@ -628,12 +635,15 @@ KVC_API int kvc_cache_apply_spec(kvc_cache *cache, const char *options);
 
 /**
  * Call the policy's `control` slot: a policy-specific operation.
- * Freezes the cache first (as kvc_cache_prepare()), since the policy state must exist.
+ * Freezes the cache first (as kvc_cache_prepare()), since the policy state
+ * must exist; when the policy answers with a negative status on a cache this
+ * call froze, the freeze is undone (a failed call changes nothing).
  * @param cache any cache.
  * @param op    policy-defined operation code.
  * @param arg   policy-defined argument.
- * @return the policy's answer, ::KVC_ENOTSUP when it has no `control` slot,
- *         ::KVC_EINVAL for a NULL cache, or an error of kvc_cache_prepare().
+ * @return the policy's answer, ::KVC_ENOTSUP when it has no `control` slot
+ *         (the cache is not frozen for that), ::KVC_EINVAL for a NULL cache,
+ *         or an error of kvc_cache_prepare().
  */
 KVC_API int kvc_cache_control(kvc_cache *cache, int op, void *arg);
 
@@ -749,7 +759,8 @@ KVC_API int kvc_cache_reserve(kvc_cache *cache, int64_t pos, const float *k, con
  */
 KVC_API int kvc_cache_observe(kvc_cache *cache, uint32_t group, const float *mass, uint32_t n);
 
-/** Units a single reserve or append may evict per group (chunk * block). 0 on NULL. */
+/** Tokens a single reserve or append may evict per group (chunk * block). 0 on NULL.
+    Saturates at UINT32_MAX, which only options that cannot freeze reach. */
 KVC_API uint32_t kvc_cache_max_evictions(const kvc_cache *cache);
 /** @} */
 

@@ -206,11 +206,16 @@ static int check_room(kvc_cache *c) {
     if (c->chunk > units)
         return kvc__fail(c, KVC_EINVAL, "chunk=%u blocks of %u exceed capacity %u", c->chunk, c->block, c->cap);
     if (!c->pol.select && !c->pol.score) return KVC_OK; /* never evicts */
-    size_t protected_units = ceil_div(c->sink, B) + (c->recent ? ceil_div(c->recent, B) + (B > 1) : 0);
+    /* A group evicts only when full, and then (appends and evictions both
+     * coming in whole aligned blocks) every block holds B consecutive
+     * insertions starting at a multiple of B: the sinks fill ceil(sink/B)
+     * blocks and the recent window ceil(recent/B), exactly. */
+    size_t protected_units = ceil_div(c->sink, B) + ceil_div(c->recent, B);
     if (protected_units + c->chunk > units)
         return kvc__fail(c, KVC_EINVAL,
-                         "sink=%u + recent=%u leave no room to evict chunk=%u (block %u) at capacity %u: "
-                         "lower sink, recent or chunk, or raise the capacity",
+                         "sink=%u + recent=%u leave no room to evict chunk=%u (block %u) at capacity %u: needs "
+                         "ceil(sink/block) + ceil(recent/block) + chunk <= capacity/block; lower sink, recent or "
+                         "chunk, or raise the capacity",
                          c->sink, c->recent, c->chunk, c->block, c->cap);
     return KVC_OK;
 }
@@ -347,6 +352,7 @@ int kvc__prepare(kvc_cache *c) {
     memset(ps, 0, ssize ? ssize : 1);
     c->mem = mem;
     c->pstate = ps;
+    c->pstate_size = ssize;
     clear_state(c);
     if (c->pol.init) {
         rc = c->pol.init(ps, &ctx);
@@ -365,11 +371,17 @@ int kvc_cache_prepare(kvc_cache *c) { return c ? kvc__prepare(c) : KVC_EINVAL; }
 
 int kvc_cache_control(kvc_cache *c, int op, void *arg) {
     if (!c) return KVC_EINVAL;
-    int rc = kvc__prepare(c);
-    if (rc) return rc;
     if (!c->pol.control)
         return kvc__fail(c, KVC_ENOTSUP, "policy '%s' has no control operations", c->pol.name);
-    return c->pol.control(c->pstate, op, arg);
+    bool was_frozen = c->frozen;
+    int rc = kvc__prepare(c);
+    if (rc) return rc;
+    rc = c->pol.control(c->pstate, op, arg);
+    if (rc < 0 && !was_frozen) {
+        /* a failed call changes nothing: undo the freeze it made */
+        teardown(c, true);
+    }
+    return rc;
 }
 
 int kvc_cache_reset(kvc_cache *c) {
@@ -377,16 +389,16 @@ int kvc_cache_reset(kvc_cache *c) {
     if (!c->frozen) return KVC_OK;
     kvc_policy_ctx ctx;
     fill_ctx(c, &ctx);
-    size_t ssize = c->pol.state_size ? c->pol.state_size(&ctx) : 0;
+    /* the block sized at prepare, whatever state_size would answer now */
     if (c->pol.fini) c->pol.fini(c->pstate);
-    memset(c->pstate, 0, ssize ? ssize : 1);
+    memset(c->pstate, 0, c->pstate_size ? c->pstate_size : 1);
     clear_state(c);
     if (c->pol.init) {
         int rc = c->pol.init(c->pstate, &ctx);
         if (rc) {
-            /* the state is unusable: unfreeze so the next append re-initialises
-             * (as before, without fini on the state whose init failed) */
-            teardown(c, false);
+            /* the state is unusable: unfreeze so the next append re-initialises;
+             * fini first, as after a failed init at prepare */
+            teardown(c, true);
             return kvc__fail(c, kvc__policy_status(rc, KVC_EINVAL), "policy '%s' init failed on reset",
                              c->pol.name);
         }
@@ -403,7 +415,11 @@ uint32_t kvc_cache_groups(const kvc_cache *c) {
 uint32_t kvc_cache_capacity(const kvc_cache *c) { return c ? c->cap : 0; }
 uint32_t kvc_cache_len(const kvc_cache *c) { return c ? c->len : 0; }
 uint32_t kvc_cache_max_evictions(const kvc_cache *c) {
-    return c ? (uint32_t)(c->opt[KVC_OPT_CHUNK] * c->opt[KVC_OPT_BLOCK]) : 0;
+    if (!c) return 0;
+    /* both are <= capacity < 2^31, so the product fits in int64; before the
+     * freeze it may not fit in 32 bits (such options never freeze) */
+    int64_t n = c->opt[KVC_OPT_CHUNK] * c->opt[KVC_OPT_BLOCK];
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
 int kvc_cache_positions(const kvc_cache *c, uint32_t group, int64_t *pos) {

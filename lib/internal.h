@@ -67,6 +67,7 @@ struct kvc_cache {
     float *wqt;         /* d x KVC__WBLOCK transposed block of window queries */
     uint32_t qring_n, qring_head;
     void *pstate;
+    size_t pstate_size; /* what state_size answered when the cache froze */
 
     /* dynamic state */
     uint32_t len;

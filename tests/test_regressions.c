@@ -1,7 +1,9 @@
 /* Regression tests for the holes found by the v0.1.0 adversarial review:
  * each test failed (or crashed) before its fix. */
 #include <stdint.h>
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kvc.h"
 #include "test.h"
@@ -37,4 +39,243 @@ TEST(regress_attention_layout_overflow) {
     /* a stride that is never applied cannot overflow: one key, one kv head */
     L = ok, L.n_keys = 1, L.row_stride = SIZE_MAX, L.head_stride = SIZE_MAX;
     CHECK_EQ(kvc_attention(&L, q, kv, kv, out, w, 1), KVC_OK);
+}
+
+/* ------------------------------------------------------------------ */
+/* An allocator that puts a guard zone after every block and checks it on
+ * free, so an overflowing write fails the test even without ASan. */
+enum { GUARD = 64, MAX_BLOCKS = 64 };
+static struct {
+    void *p[MAX_BLOCKS];
+    size_t size[MAX_BLOCKS];
+    int live, smashed;
+} g_al;
+
+static void *guard_alloc(void *o, size_t size, size_t align) {
+    (void)o;
+    if (size > ((size_t)1 << 28)) return NULL;
+    for (int i = 0; i < MAX_BLOCKS; i++)
+        if (!g_al.p[i]) {
+            unsigned char *p = aligned_alloc(align, (size + GUARD + align - 1) / align * align);
+            if (!p) return NULL;
+            memset(p + size, 0xcd, GUARD);
+            g_al.p[i] = p, g_al.size[i] = size, g_al.live++;
+            return p;
+        }
+    return NULL;
+}
+static void guard_free(void *o, void *ptr) {
+    (void)o;
+    for (int i = 0; i < MAX_BLOCKS; i++)
+        if (g_al.p[i] == ptr) {
+            const unsigned char *p = ptr;
+            for (size_t j = 0; j < GUARD; j++) g_al.smashed += p[g_al.size[i] + j] != 0xcd;
+            free(ptr);
+            g_al.p[i] = NULL, g_al.live--;
+            return;
+        }
+    g_al.smashed += 1000; /* not ours */
+}
+static const kvc_allocator guard_allocator = {guard_alloc, guard_free, NULL};
+
+/* A user policy whose answers are set by the test. */
+static struct {
+    size_t sizes[4]; /* state_size answers, the last one repeats */
+    int n_size_calls;
+    int init_rc_at;  /* init call (1-based) that fails, 0: none */
+    int init_calls, fini_calls, held; /* resources acquired by init, released by fini */
+    int attend_calls, bad_mass;
+    int control_rc;
+} up;
+
+static size_t up_state_size(const kvc_policy_ctx *ctx) {
+    (void)ctx;
+    int i = up.n_size_calls++;
+    return up.sizes[i < 4 ? i : 3];
+}
+static int up_init(void *state, const kvc_policy_ctx *ctx) {
+    (void)ctx;
+    memset(state, 0x11, up.sizes[0]); /* all of the block it asked for first */
+    up.init_calls++;
+    up.held++; /* acquired: fini must release it, also when init then fails */
+    return up.init_calls == up.init_rc_at ? KVC_ENOMEM : KVC_OK;
+}
+static void up_fini(void *state) {
+    (void)state;
+    up.fini_calls++;
+    up.held--;
+}
+static void up_on_attend(void *state, uint32_t group, const float *mass, uint32_t n) {
+    (void)state, (void)group;
+    up.attend_calls++;
+    for (uint32_t i = 0; i < n; i++) up.bad_mass += !(mass[i] >= 0.0f && mass[i] <= 1.0f);
+}
+static void up_score(void *state, uint32_t group, const uint32_t *slots, uint32_t n, float *keep) {
+    (void)state, (void)group, (void)slots;
+    for (uint32_t i = 0; i < n; i++) keep[i] = 0.0f;
+}
+
+static int up_control(void *state, int op, void *arg) {
+    (void)state, (void)op, (void)arg;
+    return up.control_rc;
+}
+
+static kvc_policy up_policy(void) {
+    kvc_policy p = {0};
+    p.abi_version = KVC_POLICY_ABI;
+    p.struct_size = sizeof p;
+    p.name = "user";
+    p.needs = KVC_NEED_ATTN;
+    p.state_size = up_state_size;
+    p.init = up_init;
+    p.fini = up_fini;
+    p.on_attend = up_on_attend;
+    p.score = up_score;
+    return p;
+}
+
+static void up_clear(void) { memset(&up, 0, sizeof up); }
+
+static void tok(float *x, size_t n, int t) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)((t * 5 + (int)i * 3) % 7) / 4.0f - 0.7f;
+}
+
+/* Item 1: reset asked state_size again and cleared that many bytes of the
+ * block sized at prepare: a growing answer overflowed the heap, SIZE_MAX
+ * crashed. The size is now the one from prepare, for the cache's life. */
+TEST(regress_reset_keeps_state_size_from_prepare) {
+    static const size_t later[] = {4096, 100000, SIZE_MAX};
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
+        up_clear();
+        memset(&g_al, 0, sizeof g_al);
+        up.sizes[0] = 64, up.sizes[1] = up.sizes[2] = up.sizes[3] = later[i];
+        kvc_policy p = up_policy();
+        kvc_cache *c;
+        REQUIRE(kvc_cache_create(&c, 1, 1, 4, 4, KVC_DTYPE_F32, KVC_MODE_STORE, &p, &guard_allocator) == KVC_OK);
+        float k[4], v[4];
+        for (int t = 0; t < 6; t++) {
+            tok(k, 4, t), tok(v, 4, t + 1);
+            CHECK_EQ(kvc_cache_append(c, t, k, v), KVC_OK);
+        }
+        CHECK_EQ(kvc_cache_reset(c), KVC_OK);
+        CHECK_EQ(kvc_cache_reset(c), KVC_OK);
+        CHECK_EQ(kvc_cache_append(c, 0, k, v), KVC_OK);
+        kvc_cache_destroy(c);
+        CHECKF(g_al.smashed == 0, "state_size %zu after prepare: %d guard bytes overwritten", later[i], g_al.smashed);
+        CHECK_EQ(g_al.live, 0);
+        CHECK_EQ(up.init_calls, 3);
+        CHECK_EQ(up.fini_calls, 3);
+    }
+}
+
+/* Item 2: a reset whose init fails must still call fini on that state (as
+ * prepare does, and as kvc.h says), or what init acquired leaks. */
+TEST(regress_reset_init_failure_calls_fini) {
+    for (int mode = 0; mode < 2; mode++) {
+        up_clear();
+        up.sizes[0] = up.sizes[1] = up.sizes[2] = up.sizes[3] = 32;
+        up.init_rc_at = 2; /* the first reset */
+        kvc_policy p = up_policy();
+        kvc_cache *c;
+        REQUIRE(kvc_cache_create(&c, 1, 1, 4, 4, KVC_DTYPE_F32, (kvc_mode)mode, &p, NULL) == KVC_OK);
+        CHECK_EQ(kvc_cache_prepare(c), KVC_OK);
+        CHECK_EQ(kvc_cache_reset(c), KVC_ENOMEM);
+        CHECKF(up.held == 0, "mode %d: init acquired %d, fini released %d", mode, up.init_calls, up.fini_calls);
+        CHECK_EQ(kvc_cache_prepare(c), KVC_OK); /* the documented recovery: freezes again */
+        kvc_cache_destroy(c);
+        CHECK_EQ(up.held, 0);
+        CHECK_EQ(up.init_calls, up.fini_calls);
+    }
+}
+
+/* Found by the contract harness: kvc_cache_control froze the cache before it
+ * learned that the policy has no control slot (KVC_ENOTSUP), and a control op
+ * that failed on a cache it had frozen left it frozen. */
+TEST(regress_failed_control_changes_nothing) {
+    kvc_cache *c;
+    REQUIRE(kvc_cache_create_spec(&c, 1, 1, 4, 4, KVC_DTYPE_F32, KVC_MODE_STORE, "window", NULL) == KVC_OK);
+    CHECK_EQ(kvc_cache_control(c, 1, NULL), KVC_ENOTSUP);
+    CHECK_EQ(kvc_cache_set(c, KVC_OPT_SINK, 1), KVC_OK); /* not frozen */
+    kvc_cache_destroy(c);
+    up_clear();
+    up.sizes[0] = up.sizes[1] = up.sizes[2] = up.sizes[3] = 16;
+    kvc_policy p = up_policy();
+    p.control = up_control;
+    REQUIRE(kvc_cache_create(&c, 1, 1, 4, 4, KVC_DTYPE_F32, KVC_MODE_STORE, &p, NULL) == KVC_OK);
+    up.control_rc = KVC_EINVAL;
+    CHECK_EQ(kvc_cache_control(c, 1, NULL), KVC_EINVAL);
+    CHECK_EQ(kvc_cache_set(c, KVC_OPT_SINK, 1), KVC_OK); /* the freeze was undone */
+    CHECK_EQ(up.held, 0);
+    up.control_rc = 7; /* an answer, not a failure: the cache stays frozen */
+    CHECK_EQ(kvc_cache_control(c, 1, NULL), 7);
+    CHECK_EQ(kvc_cache_set(c, KVC_OPT_SINK, 0), KVC_ESTATE);
+    up.control_rc = KVC_EINVAL; /* on a cache frozen before: nothing to undo */
+    CHECK_EQ(kvc_cache_control(c, 1, NULL), KVC_EINVAL);
+    CHECK_EQ(kvc_cache_set(c, KVC_OPT_SINK, 0), KVC_ESTATE);
+    kvc_cache_destroy(c);
+    CHECK_EQ(up.held, 0);
+    CHECK_EQ(up.init_calls, 2);
+}
+
+/* Item 7: with block > 1 freezing refused what the documented rule allows
+ * (capacity 4, block 2, recent 1). The rule now counts whole blocks:
+ * ceil(sink/B) + ceil(recent/B) + chunk <= capacity/B, and every
+ * accepted configuration evicts without ever running out of candidates. */
+TEST(regress_freeze_rule_with_blocks) {
+    const char *pols[] = {"window", "random"};
+    int accepted = 0;
+    for (uint32_t cap = 1; cap <= 8; cap++)
+        for (uint32_t B = 1; B <= cap; B++) {
+            if (cap % B) continue;
+            for (uint32_t sink = 0; sink <= cap; sink++)
+                for (uint32_t recent = 0; recent <= cap; recent++)
+                    for (uint32_t chunk = 1; chunk * B <= cap; chunk++)
+                        for (int mode = 0; mode < 2; mode++) {
+                            uint32_t units = cap / B;
+                            int expect = (sink + B - 1) / B + (recent + B - 1) / B + chunk <= units;
+                            kvc_cache *c;
+                            REQUIRE(kvc_cache_create_spec(&c, 1, 1, 2, cap, KVC_DTYPE_F32, (kvc_mode)mode,
+                                                          pols[(sink + recent) % 2], NULL) == KVC_OK);
+                            CHECK_EQ(kvc_cache_set(c, KVC_OPT_BLOCK, B), KVC_OK);
+                            CHECK_EQ(kvc_cache_set(c, KVC_OPT_SINK, sink), KVC_OK);
+                            CHECK_EQ(kvc_cache_set(c, KVC_OPT_RECENT, recent), KVC_OK);
+                            CHECK_EQ(kvc_cache_set(c, KVC_OPT_CHUNK, chunk), KVC_OK);
+                            int rc = kvc_cache_prepare(c);
+                            CHECKF(rc == (expect ? KVC_OK : KVC_EINVAL),
+                                   "cap %u block %u sink %u recent %u chunk %u: prepare %d, rule says %s", cap, B,
+                                   sink, recent, chunk, rc, expect ? "accept" : "refuse");
+                            if (rc == KVC_OK) {
+                                accepted++;
+                                float kv[2] = {0.5f, -0.5f};
+                                uint32_t slot;
+                                int64_t ev[8];
+                                for (int t = 0; t < 5 * (int)cap; t++) {
+                                    rc = mode == KVC_MODE_STORE ? kvc_cache_append(c, t, kv, kv)
+                                                                : kvc_cache_reserve(c, t, kv, kv, &slot, ev);
+                                    CHECKF(rc == KVC_OK, "cap %u block %u sink %u recent %u chunk %u step %d: %s", cap,
+                                           B, sink, recent, chunk, t, kvc_cache_last_error(c));
+                                    if (rc) break;
+                                }
+                            }
+                            kvc_cache_destroy(c);
+                        }
+        }
+    CHECK(accepted > 100);
+}
+
+/* Item 10: kvc_cache_max_evictions truncated chunk * block to 32 bits
+ * before the cache froze (2^16 x 2^16 read 0). It saturates now. */
+TEST(regress_max_evictions_saturates) {
+    kvc_cache *c;
+    REQUIRE(kvc_cache_create(&c, 1, 1, 1, 1u << 30, KVC_DTYPE_F32, KVC_MODE_INDEX, kvc_policy_window(), NULL) ==
+            KVC_OK);
+    CHECK_EQ(kvc_cache_set(c, KVC_OPT_CHUNK, 1 << 16), KVC_OK);
+    CHECK_EQ(kvc_cache_set(c, KVC_OPT_BLOCK, 1 << 16), KVC_OK);
+    CHECK(kvc_cache_max_evictions(c) == UINT32_MAX);
+    CHECK_EQ(kvc_cache_set(c, KVC_OPT_BLOCK, 1 << 14), KVC_OK);
+    CHECK(kvc_cache_max_evictions(c) == 1u << 30);
+    CHECK_EQ(kvc_cache_set(c, KVC_OPT_BLOCK, 1 << 16), KVC_OK);
+    CHECK_EQ(kvc_cache_prepare(c), KVC_EINVAL); /* chunk x block > capacity: never freezes */
+    CHECK(kvc_cache_max_evictions(c) == UINT32_MAX);
+    kvc_cache_destroy(c);
 }
