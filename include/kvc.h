@@ -127,7 +127,7 @@ KVC_API const char *kvc_version_string(void);
  * | KVC_ENOMEM      |  -2 | the allocator returned NULL |
  * | KVC_EOVERFLOW   |  -3 | the requested shape overflows size_t or the 2^31 slot limit |
  * | KVC_EFULL       |  -4 | the cache is full and its policy never evicts |
- * | KVC_ESTATE      |  -5 | options are frozen after the first append (or kvc_cache_prepare()) |
+ * | KVC_ESTATE      |  -5 | not allowed in the cache's current state: an option set after the cache froze (first append or kvc_cache_prepare()), kvc_cache_attend_finish() before every kv head was attended |
  * | KVC_ERANGE      |  -6 | an option or parameter value is outside its allowed range |
  * | KVC_EUNKNOWN    |  -7 | unknown policy name, option key or parameter name |
  * | KVC_EORDER      |  -8 | the position is not greater than the previous one |
@@ -145,7 +145,7 @@ KVC_API const char *kvc_version_string(void);
     X(KVC_ENOMEM, -2, "out of memory")                                                  \
     X(KVC_EOVERFLOW, -3, "shape too large")                                             \
     X(KVC_EFULL, -4, "cache is full and the policy never evicts")                       \
-    X(KVC_ESTATE, -5, "options are frozen after the first append")                      \
+    X(KVC_ESTATE, -5, "not allowed in the cache's current state")                       \
     X(KVC_ERANGE, -6, "value out of range")                                             \
     X(KVC_EUNKNOWN, -7, "unknown policy, option or parameter name")                     \
     X(KVC_EORDER, -8, "position must be greater than the previous one")                 \
@@ -685,7 +685,11 @@ KVC_API int kvc_cache_append(kvc_cache *cache, int64_t pos, const float *k, cons
  *            h / (n_q_heads / n_kv_heads).
  * @param out `n_q_heads * head_dim` floats (may not alias `q`).
  * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_EEMPTY, ::KVC_ENONFINITE
- *         (NaN/Inf in q rejected, nothing written).
+ *         (NaN/Inf in q rejected, nothing written), ::KVC_ERANGE (every input
+ *         is finite but the attention overflows f32: |scale * q.k| or the
+ *         weighted sum of V beyond 3.4e38; `out` then holds unspecified
+ *         values, and nothing reaches the policy or the counters: a policy
+ *         never sees a non-finite mass).
  */
 KVC_API int kvc_cache_attend(kvc_cache *cache, const float *q, float *out);
 
@@ -695,7 +699,8 @@ KVC_API int kvc_cache_attend(kvc_cache *cache, const float *q, float *out);
  * different threads; then call kvc_cache_attend_finish() once, alone.
  * When several such calls fail at once, kvc_cache_last_error() keeps one of
  * their messages.
- * @return as kvc_cache_attend(), plus ::KVC_ERANGE for a bad range.
+ * @return as kvc_cache_attend() (::KVC_ERANGE for an overflow in these heads),
+ *         plus ::KVC_ERANGE for a bad range.
  */
 KVC_API int kvc_cache_attend_heads(kvc_cache *cache, const float *q, float *out, uint32_t kv_begin,
                                    uint32_t kv_end);
@@ -703,7 +708,11 @@ KVC_API int kvc_cache_attend_heads(kvc_cache *cache, const float *q, float *out,
  * Hand the weights of the preceding kvc_cache_attend_heads() calls (covering all heads) to the policy.
  * @param cache a ::KVC_MODE_STORE cache.
  * @param q the queries those calls used (remembered for ::KVC_NEED_QUERY_WINDOW policies).
- * @return as kvc_cache_attend() (::KVC_ENONFINITE for NaN/Inf in q: nothing handed over).
+ * @return as kvc_cache_attend(): ::KVC_EEMPTY before the first append,
+ *         ::KVC_ENONFINITE for NaN/Inf in q (nothing handed over); and
+ *         ::KVC_ESTATE unless every kv head was attended by a successful
+ *         kvc_cache_attend_heads() since the last append, kvc_cache_attend()
+ *         or kvc_cache_attend_finish() (the weights would be stale or missing).
  */
 KVC_API int kvc_cache_attend_finish(kvc_cache *cache, const float *q);
 

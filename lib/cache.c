@@ -251,7 +251,8 @@ static void layout(kvc_cache *c, carver *cv) {
     c->seq = carve(cv, gc, sizeof(uint64_t));
     c->freemap = carve(cv, store ? 0 : G * c->words, sizeof(uint64_t));
     c->weights = carve(cv, store ? (size_t)c->n_q * cap : 0, sizeof(float));
-    c->mass = carve(cv, cap, sizeof(float));
+    c->mass = carve(cv, store ? gc : 0, sizeof(float));
+    c->attended = carve(cv, store ? c->n_kv : 0, 1);
     c->obs = carve(cv, store ? 0 : gc, sizeof(float));
     c->obs_calls = carve(cv, store ? 0 : G, sizeof(uint32_t));
     c->cand = carve(cv, cap, sizeof(uint32_t));
@@ -281,6 +282,7 @@ static void clear_state(kvc_cache *c) {
         memset(c->obs, 0, gc * sizeof *c->obs);
         memset(c->obs_calls, 0, c->n_groups * sizeof *c->obs_calls);
     }
+    if (c->attended) memset(c->attended, 0, c->n_kv);
     c->len = 0;
     c->appended = 0;
     c->last_pos = INT64_MIN;

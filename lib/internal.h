@@ -52,7 +52,8 @@ struct kvc_cache {
     uint64_t *freemap;  /* INDEX: n_groups x words, bit set = free slot */
     uint32_t words;     /* 64-bit words per group in freemap */
     float *weights;     /* n_q x cap softmax weights of the last attend */
-    float *mass;        /* cap: one group's mass */
+    float *mass;        /* STORE: n_groups x cap masses of the last attend, per group */
+    uint8_t *attended;  /* STORE: n_kv flags, kv head attended since the last append or finish */
     float *obs;         /* INDEX: n_groups x cap accumulated observations */
     uint32_t *obs_calls;/* INDEX: observe calls per group since the last reserve */
     uint32_t *cand;     /* cap: candidate units */

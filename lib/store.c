@@ -35,6 +35,7 @@ int kvc_cache_append(kvc_cache *c, int64_t pos, const float *k, const float *v) 
         store_row(c, c->v, h, slot, v + (size_t)h * c->d);
     }
     for (uint32_t g = 0; g < c->n_groups; g++) kvc__insert(c, g, slot, pos, k, v);
+    memset(c->attended, 0, c->n_kv); /* weights computed before this token no longer match the slots */
     c->len++;
     c->appended++;
     c->last_pos = pos;
@@ -76,12 +77,22 @@ int kvc_cache_attend_heads(kvc_cache *c, const float *q, float *out, uint32_t kv
     if (kv_begin >= kv_end || kv_end > c->n_kv)
         return heads_fail(c, KVC_ERANGE, "attend_heads: kv-head range must satisfy begin < end <= n_kv_heads");
     uint32_t ratio = c->n_q / c->n_kv;
-    /* no writes to the cache itself here: concurrent calls on disjoint ranges are safe */
-    if (kvc__check_finite(q + (size_t)kv_begin * ratio * c->d, (size_t)(kv_end - kv_begin) * ratio * c->d))
+    size_t first = (size_t)kv_begin * ratio * c->d, count = (size_t)(kv_end - kv_begin) * ratio * c->d;
+    /* no writes to the cache but the heads' own weights and flags: concurrent
+     * calls on disjoint ranges are safe */
+    if (kvc__check_finite(q + first, count))
         return heads_fail(c, KVC_ENONFINITE, "NaN or Inf in q: nothing computed");
     kvc_attn_layout L = {c->n_q, c->n_kv, c->d, c->len, c->dtype, c->row_stride, c->head_stride, c->scale};
     float *w = (c->pol.needs & KVC_NEED_ATTN) ? c->weights : NULL;
-    return kvc__attention_heads(&L, kv_begin, kv_end, q, c->k, c->v, out, w, c->cap);
+    kvc__attention_heads(&L, kv_begin, kv_end, q, c->k, c->v, out, w, c->cap);
+    /* every input is finite, so a non-finite output means f32 overflowed */
+    bool ok = kvc__check_finite(out + first, count) == KVC_OK;
+    memset(c->attended + kv_begin, ok, kv_end - kv_begin);
+    if (!ok)
+        return heads_fail(c, KVC_ERANGE,
+                          "attention overflows f32 (|scale * q.k| or the weighted sum of V exceeds 3.4e38): "
+                          "out is not usable and nothing reaches the policy; scale q, K or V down");
+    return KVC_OK;
 }
 
 /* acc[j] = ((add ? acc[j] : 0) + sum over nh rows (`stride` apart) of
@@ -119,29 +130,57 @@ static void group_mass(float *restrict mass, const float *restrict w, size_t str
     sum_rows(mass, w, stride, nh, n, false, 1.0f / (float)nh);
 }
 
-/* What attend_finish does once the policy has had the weights. */
-static void attend_done(kvc_cache *c, const float *q) {
+/* Is the sum of n masses (each a mean of softmax weights, in [0, 1]) finite?
+ * A NaN or Inf anywhere makes it so; finite values cannot overflow it. */
+static bool masses_finite(const float *m, uint32_t n) {
+    float s = 0.0f;
+    for (uint32_t j = 0; j < n; j++) s += m[j];
+    return isfinite(s);
+}
+
+/* The end of an attention step. The per-group masses in c->mass are final
+ * (for policies that asked for them): check them all, and only then hand
+ * them over, so that a policy never sees a non-finite mass. */
+static int feed_policy(kvc_cache *c, const float *q) {
+    uint32_t n = c->len;
+    if (c->pol.needs & KVC_NEED_ATTN) {
+        for (uint32_t g = 0; g < c->n_groups; g++)
+            if (!masses_finite(c->mass + (size_t)g * c->cap, n))
+                return kvc__fail(c, KVC_ERANGE, "attention weights of group %u overflowed f32: nothing reaches "
+                                                "the policy; scale q or K down", g);
+        if (c->pol.on_attend)
+            for (uint32_t g = 0; g < c->n_groups; g++)
+                c->pol.on_attend(c->pstate, g, c->mass + (size_t)g * c->cap, n);
+    }
     kvc__window_push(c, q);
+    memset(c->attended, 0, c->n_kv); /* the weights are used up */
     c->stats.attends++;
+    return KVC_OK;
 }
 
 int kvc_cache_attend_finish(kvc_cache *c, const float *q) {
-    int rc = attend_check(c, q, c ? c->mass : NULL, false);
-    if (rc) return rc;
+    if (!c) return KVC_EINVAL;
+    if (c->mode != KVC_MODE_STORE)
+        return kvc__fail(c, KVC_EMODE, "attend_finish needs a STORE-mode cache; in INDEX mode the engine attends");
+    if (!q) return kvc__fail(c, KVC_EINVAL, "q must not be NULL");
+    if (!c->frozen || c->len == 0) return kvc__fail(c, KVC_EEMPTY, "attend_finish on an empty cache: append a token first");
     /* q may enter the query window: reject what attend_heads rejected */
     if (kvc__check_finite(q, (size_t)c->n_q * c->d))
         return kvc__fail(c, KVC_ENONFINITE, "NaN or Inf in q: nothing handed to the policy");
+    for (uint32_t h = 0; h < c->n_kv; h++)
+        if (!c->attended[h])
+            return kvc__fail(c, KVC_ESTATE,
+                             "attend_finish: kv head %u was not attended since the last append or finish: call "
+                             "kvc_cache_attend_heads for every kv head first", h);
     if (c->pol.needs & KVC_NEED_ATTN) {
         uint32_t ratio = c->n_q / c->n_kv, n = c->len;
         for (uint32_t g = 0; g < c->n_groups; g++) {
             /* group mass: mean over the query heads that read this group's slots */
             uint32_t h0 = c->n_groups == 1 ? 0 : g * ratio, h1 = c->n_groups == 1 ? c->n_q : h0 + ratio;
-            group_mass(c->mass, c->weights + (size_t)h0 * c->cap, c->cap, h1 - h0, n);
-            if (c->pol.on_attend) c->pol.on_attend(c->pstate, g, c->mass, n);
+            group_mass(c->mass + (size_t)g * c->cap, c->weights + (size_t)h0 * c->cap, c->cap, h1 - h0, n);
         }
     }
-    attend_done(c, q);
-    return KVC_OK;
+    return feed_policy(c, q);
 }
 
 int kvc_cache_attend(kvc_cache *c, const float *q, float *out) {
@@ -161,16 +200,12 @@ int kvc_cache_attend(kvc_cache *c, const float *q, float *out) {
     for (uint32_t h = 0; h < c->n_kv; h++) {
         if ((rc = kvc_cache_attend_heads(c, q, out, h, h + 1))) return rc;
         const float *w = c->weights + (size_t)h * ratio * c->cap;
-        if (c->n_groups > 1) { /* head scope: kv head h is group h */
-            group_mass(c->mass, w, c->cap, ratio, n);
-            if (c->pol.on_attend) c->pol.on_attend(c->pstate, h, c->mass, n);
-        } else { /* shared scope: sum every query head in order, mean at the end */
+        if (c->n_groups > 1) /* head scope: kv head h is group h */
+            group_mass(c->mass + (size_t)h * c->cap, w, c->cap, ratio, n);
+        else /* shared scope: sum every query head in order, mean at the end */
             sum_rows(c->mass, w, c->cap, ratio, n, h > 0, h + 1 == c->n_kv ? 1.0f / (float)c->n_q : 1.0f);
-        }
     }
-    if (c->n_groups == 1 && c->pol.on_attend) c->pol.on_attend(c->pstate, 0, c->mass, n);
-    attend_done(c, q);
-    return KVC_OK;
+    return feed_policy(c, q);
 }
 
 int kvc_cache_read(const kvc_cache *c, uint32_t kv_head, uint32_t slot, float *k, float *v) {

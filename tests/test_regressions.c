@@ -217,6 +217,65 @@ TEST(regress_failed_control_changes_nothing) {
     CHECK_EQ(up.init_calls, 2);
 }
 
+/* Item 5: attend_finish on a cache that never froze said "q and out must
+ * not be NULL" (KVC_EINVAL); it is an empty cache, as for kvc_cache_attend(). */
+TEST(regress_attend_finish_before_freeze_is_empty) {
+    kvc_cache *c;
+    REQUIRE(kvc_cache_create_spec(&c, 2, 4, 4, 8, KVC_DTYPE_F32, KVC_MODE_STORE, "h2o", NULL) == KVC_OK);
+    float q[16] = {0}, out[16];
+    CHECK_EQ(kvc_cache_attend_finish(c, q), KVC_EEMPTY);
+    CHECK(strstr(kvc_cache_last_error(c), "empty") != NULL);
+    CHECK_EQ(kvc_cache_attend(c, q, out), KVC_EEMPTY);
+    CHECK_EQ(kvc_cache_prepare(c), KVC_OK);
+    CHECK_EQ(kvc_cache_attend_finish(c, q), KVC_EEMPTY);
+    CHECK_EQ(kvc_cache_attend_finish(c, NULL), KVC_EINVAL);
+    kvc_cache_destroy(c);
+}
+
+/* Item 6: finite K and q whose logits (or whose weighted sum of V) overflow
+ * f32 made attend return KVC_OK with NaN output and hand NaN masses to the
+ * policy. Now: KVC_ERANGE, nothing reaches the policy, nothing counted. */
+TEST(regress_attend_overflow_rejected) {
+    static const float big_k[] = {1e30f, 1e20f, 3e38f};
+    static const float big_v[] = {1.0f, 1.0f, 3e38f};
+    for (int split = 0; split < 2; split++)
+        for (int scope = 0; scope < 2; scope++)
+            for (int c_i = 0; c_i < 3; c_i++) {
+                up_clear();
+                up.sizes[0] = up.sizes[1] = up.sizes[2] = up.sizes[3] = 16;
+                kvc_policy p = up_policy();
+                kvc_cache *c;
+                REQUIRE(kvc_cache_create(&c, 2, 4, 4, 8, KVC_DTYPE_F32, KVC_MODE_STORE, &p, NULL) == KVC_OK);
+                CHECK_EQ(kvc_cache_set(c, KVC_OPT_SCOPE, scope), KVC_OK);
+                float k[8], v[8], q[16], out[16];
+                for (int t = 0; t < 3; t++) {
+                    for (int i = 0; i < 8; i++) k[i] = i < 4 ? big_k[c_i] : 0.5f, v[i] = i < 4 ? big_v[c_i] : 0.25f;
+                    CHECK_EQ(kvc_cache_append(c, t, k, v), KVC_OK);
+                }
+                for (int i = 0; i < 16; i++) q[i] = c_i == 2 ? 1e-38f : 1e20f;
+                if (c_i == 2) q[0] = q[4] = 0.0f; /* logits 0: equal weights, the sum of V overflows */
+                kvc_stats before, after;
+                kvc_cache_stats(c, &before);
+                int rc;
+                if (split) {
+                    rc = kvc_cache_attend_heads(c, q, out, 0, 2);
+                    if (rc == KVC_OK) rc = kvc_cache_attend_finish(c, q);
+                } else {
+                    rc = kvc_cache_attend(c, q, out);
+                }
+                CHECKF(rc == KVC_ERANGE, "case %d split %d scope %d: %d (%s)", c_i, split, scope, rc,
+                       kvc_cache_last_error(c));
+                CHECKF(up.attend_calls == 0 && up.bad_mass == 0, "case %d: on_attend called %d times, %d bad masses",
+                       c_i, up.attend_calls, up.bad_mass);
+                kvc_cache_stats(c, &after);
+                CHECK(after.attends == before.attends);
+                /* kv head 1 alone is finite: its heads still work */
+                CHECK_EQ(kvc_cache_attend_heads(c, q, out, 1, 2), KVC_OK);
+                for (int i = 8; i < 16; i++) CHECK(isfinite(out[i]));
+                kvc_cache_destroy(c);
+            }
+}
+
 /* Item 7: with block > 1 freezing refused what the documented rule allows
  * (capacity 4, block 2, recent 1). The rule now counts whole blocks:
  * ceil(sink/B) + ceil(recent/B) + chunk <= capacity/B, and every
@@ -261,6 +320,45 @@ TEST(regress_freeze_rule_with_blocks) {
                         }
         }
     CHECK(accepted > 100);
+}
+
+/* Item 9: attend_finish without attend_heads handed uninitialised weights to
+ * the policy; now every kv head must have been attended since the last
+ * finish (or the last change of the residents). */
+TEST(regress_attend_finish_needs_every_head) {
+    up_clear();
+    up.sizes[0] = up.sizes[1] = up.sizes[2] = up.sizes[3] = 16;
+    kvc_policy p = up_policy();
+    kvc_cache *c;
+    REQUIRE(kvc_cache_create(&c, 2, 4, 4, 8, KVC_DTYPE_F32, KVC_MODE_STORE, &p, NULL) == KVC_OK);
+    float k[8], v[8], q[16], out[16];
+    tok(q, 16, 9);
+    for (int t = 0; t < 3; t++) {
+        tok(k, 8, t), tok(v, 8, t + 2);
+        CHECK_EQ(kvc_cache_append(c, t, k, v), KVC_OK);
+    }
+    CHECK_EQ(kvc_cache_attend_finish(c, q), KVC_ESTATE); /* nothing attended */
+    CHECK(strstr(kvc_cache_last_error(c), "kv head 0") != NULL);
+    CHECK_EQ(kvc_cache_attend_heads(c, q, out, 0, 1), KVC_OK);
+    CHECK_EQ(kvc_cache_attend_finish(c, q), KVC_ESTATE); /* head 1 missing */
+    CHECK(strstr(kvc_cache_last_error(c), "kv head 1") != NULL);
+    CHECK_EQ(up.attend_calls, 0);
+    CHECK_EQ(kvc_cache_attend_heads(c, q, out, 1, 2), KVC_OK);
+    CHECK_EQ(kvc_cache_attend_finish(c, q), KVC_OK);
+    CHECK_EQ(up.attend_calls, 2);
+    CHECK_EQ(kvc_cache_attend_finish(c, q), KVC_ESTATE); /* consumed */
+    /* an append changes the residents: earlier weights no longer apply */
+    CHECK_EQ(kvc_cache_attend_heads(c, q, out, 0, 2), KVC_OK);
+    CHECK_EQ(kvc_cache_append(c, 3, k, v), KVC_OK);
+    CHECK_EQ(kvc_cache_attend_finish(c, q), KVC_ESTATE);
+    /* kvc_cache_attend is a whole step: nothing left for a finish */
+    CHECK_EQ(kvc_cache_attend(c, q, out), KVC_OK);
+    CHECK_EQ(kvc_cache_attend_finish(c, q), KVC_ESTATE);
+    kvc_stats st;
+    kvc_cache_stats(c, &st);
+    CHECK_EQ(st.attends, 2);
+    CHECK_EQ(up.bad_mass, 0);
+    kvc_cache_destroy(c);
 }
 
 /* Item 10: kvc_cache_max_evictions truncated chunk * block to 32 bits
