@@ -7,7 +7,7 @@
 #   make fuzz-replay       plain replay of the committed corpus (any CC; part of make check)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_FLAGS   ?= -max_len=320
+FUZZ_FLAGS   ?= -max_len=1024
 FUZZ_TARGETS := api spec
 FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_DIR     := $(BUILD)/fuzz

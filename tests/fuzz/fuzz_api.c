@@ -18,8 +18,13 @@
 #include "fuzz_util.h"
 #include "kvc.h"
 
-enum { MAX_KV = 3, MAX_RATIO = 9, MAX_Q = MAX_KV * MAX_RATIO, MAX_D = 130, MAX_CAP = 160, MAX_G = MAX_KV, N_OPT = 7,
+enum { MAX_KV = 3, MAX_RATIO = 9, MAX_Q = MAX_KV * MAX_RATIO, MAX_D = 130, MAX_CAP = 160, MAX_G = MAX_KV,
        POL_HOSTILE = 14, N_POL = 15 };
+
+/* option keys, from the header's one table */
+#define FZ_OPT_KEY(name, value, key, min, max, choices, doc) key,
+static const char *const opt_names[] = {KVC_OPTION_LIST(FZ_OPT_KEY)};
+#define N_OPT ((int)(sizeof opt_names / sizeof opt_names[0]))
 
 static fz_reader R;
 static uint8_t u8(void) { return fz_u8(&R); }
@@ -82,7 +87,11 @@ static model M;
 /* The hostile policy's configuration and what its last select answered. */
 static struct {
     kvc_policy p;
-    size_t ssize;
+    size_t ssize, ssize2; /* state_size's first answer, and every later one */
+    size_t used;          /* its last answer: the block init and fini scribble over */
+    int size_calls;
+    bool control_called;
+    int control_rc;
     bool valid_answer;  /* the last select returned 0 and a valid victim set */
     bool called;
     uint32_t victims[MAX_G][MAX_CAP];
@@ -131,14 +140,17 @@ static void gen(float *out, size_t n) {
 
 /* ------------------------------------------------------ hostile policy */
 
+/* A state_size whose answer may change after the first call: the core must
+ * size the block once per freeze and never ask again for that block. */
 static size_t h_state_size(const kvc_policy_ctx *ctx) {
     FZ_CHECK(ctx->n_groups == M.G && ctx->capacity == M.cap && ctx->head_dim == M.d, "ctx shape");
-    return H.ssize;
+    H.used = H.size_calls++ ? H.ssize2 : H.ssize;
+    return H.used;
 }
 
 static int h_init(void *state, const kvc_policy_ctx *ctx) {
     FZ_CHECK(ctx->rng != NULL && ctx->block >= 1 && ctx->chunk >= 1, "ctx");
-    if (H.ssize && H.ssize < 4096) memset(state, 0xa5, H.ssize); /* scribble over all of it */
+    if (H.used && H.used < 4096) memset(state, 0xa5, H.used); /* scribble over all of it */
     uint8_t b = u8();
     return b < 16 ? -(int)(b % 20) : b < 24 ? 7 : 0; /* sometimes fail, with odd codes too */
 }
@@ -263,12 +275,16 @@ static int h_select(void *state, const kvc_select *req, uint32_t *victims) {
 }
 
 static void h_fini(void *state) {
-    if (H.ssize && H.ssize < 4096) memset(state, 0x5a, H.ssize);
+    if (H.used && H.used < 4096) memset(state, 0x5a, H.used);
 }
 
+/* Answers from the input: not supported, a result, or an error (listed or stray). */
 static int h_control(void *state, int op, void *arg) {
     (void)state, (void)op, (void)arg;
-    return KVC_ENOTSUP;
+    uint8_t b = u8();
+    H.control_called = true;
+    H.control_rc = b < 64 ? KVC_ENOTSUP : b < 128 ? 0 : b < 192 ? 1 + b % 5 : -(int)(b % 20) - 1;
+    return H.control_rc;
 }
 
 static const kvc_policy *hostile(void) {
@@ -296,9 +312,13 @@ static const kvc_policy *hostile(void) {
     else if (o & 64)
         H.p.score = h_score;
     /* neither: never evicts */
-    if (!(f & 1)) H.ssize = 0;
+    /* o's top bit: later state_size answers differ from the first */
+    H.ssize2 = o & 128 ? sizes[((f >> 2) ^ g) & 7] : H.ssize;
+    if (!(f & 1)) H.ssize = H.ssize2 = 0;
+    H.used = H.ssize;
     /* 8 GiB would really be attempted through libc: only the fuzz allocator refuses it politely */
     if (!M.use_al && H.ssize == (size_t)1 << 33) H.ssize = SIZE_MAX / 2;
+    if (!M.use_al && H.ssize2 == (size_t)1 << 33) H.ssize2 = SIZE_MAX / 2;
     return &H.p;
 }
 
@@ -405,7 +425,6 @@ static int64_t opt_values(uint8_t b) {
     return b % 6;
 }
 
-static const char *const opt_names[N_OPT] = {"scope", "sink", "recent", "chunk", "block", "seed", "query_window"};
 
 static void create(void) {
     destroy();
@@ -417,7 +436,7 @@ static void create(void) {
     uint32_t d = dims[u8() % 20];
     b = u8();
     uint32_t cap = b < 200 ? 1u + b % 48u : 49u + (uint32_t)(b * 7) % 112u;
-    kvc_dtype dt = (kvc_dtype)(u8() % 3);
+    kvc_dtype dt = (kvc_dtype)(u8() % ((int)KVC_DTYPE_Q8 + 1)); /* every storage type */
     kvc_mode mode = (kvc_mode)(u8() % 2);
     int pol = u8() % N_POL;
     uint8_t flags = u8();
@@ -505,6 +524,16 @@ static void create(void) {
     FZ_CHECK(M.s.len == 0, "new cache not empty");
 }
 
+/* What a KVC_DTYPE_Q8 cache stores for a row: its values quantised with
+ * the documented rule, read back as scale * q_i. */
+static void q8_round_trip(const float *x, float *out, uint32_t d) {
+    unsigned char row[MAX_D + 8];
+    FZ_CHECK(kvc_row_bytes(KVC_DTYPE_Q8, d) <= sizeof row && kvc_quantize_q8(x, d, row) == KVC_OK, "quantize");
+    float s;
+    memcpy(&s, row + ((d + 3) & ~3u), sizeof s);
+    for (uint32_t i = 0; i < d; i++) out[i] = s * (float)(int8_t)row[i];
+}
+
 static void push_token(int64_t pos, const float *k, const float *v) {
     size_t row = (size_t)M.nkv * M.d;
     if (M.ntok == M.tcap) {
@@ -517,6 +546,11 @@ static void push_token(int64_t pos, const float *k, const float *v) {
     M.tpos[M.ntok] = pos;
     memcpy(M.tk + M.ntok * row, k, row * sizeof *k);
     memcpy(M.tv + M.ntok * row, v, row * sizeof *v);
+    if (M.dt == KVC_DTYPE_Q8 && M.mode == KVC_MODE_STORE) /* the model holds what the cache holds */
+        for (uint32_t h = 0; h < M.nkv; h++) {
+            q8_round_trip(k + (size_t)h * M.d, M.tk + M.ntok * row + (size_t)h * M.d, M.d);
+            q8_round_trip(v + (size_t)h * M.d, M.tv + M.ntok * row + (size_t)h * M.d, M.d);
+        }
     M.ntok++;
 }
 
@@ -661,7 +695,7 @@ static void op_insert(bool bad) {
         case 3: kp = NULL, expect = store || needs_stats() ? KVC_EINVAL : KVC_OK; break;
         case 4:
             /* finite, but not representable in the storage type */
-            if (store && M.dt != KVC_DTYPE_F32) {
+            if (store && (M.dt == KVC_DTYPE_F16 || M.dt == KVC_DTYPE_BF16)) { /* q8 scales any finite row */
                 v[i] = M.dt == KVC_DTYPE_F16 ? 131072.0f : -FLT_MAX;
                 expect = KVC_ERANGE;
             } else {
@@ -766,15 +800,20 @@ static void op_attend(bool bad, bool split) {
     gen(q, n);
     for (size_t i = 0; i < n; i++) out[i] = 12345.0f;
     int expect = KVC_OK;
+    bool may_overflow = false;
     float *op = out;
     if (M.mode != KVC_MODE_STORE)
         expect = KVC_EMODE;
     else if (bad) {
-        uint8_t b = u8() % 3;
+        uint8_t b = u8() % 4;
         if (b == 0) q[u8() % n] = NAN;
         if (b == 1) q[u8() % n] = -INFINITY;
-        expect = b == 2 ? KVC_EINVAL : KVC_ENONFINITE;
+        expect = b == 2 ? KVC_EINVAL : b == 3 ? KVC_OK : KVC_ENONFINITE;
         if (b == 2) op = NULL;
+        /* finite, but whether the logits overflow f32 depends on the keys: KVC_OK or KVC_ERANGE */
+        if (b == 3)
+            for (size_t i = 0; i < n; i++) q[i] = q[i] < 0 ? -FLT_MAX : FLT_MAX;
+        may_overflow = b == 3;
     }
     if (expect == KVC_OK && M.s.len == 0) expect = KVC_EEMPTY;
     if (expect == KVC_ENONFINITE && M.s.len == 0) expect = KVC_EEMPTY;
@@ -795,6 +834,12 @@ static void op_attend(bool bad, bool split) {
         }
     } else {
         rc = kvc_cache_attend(M.c, q, op);
+    }
+    if (may_overflow && expect == KVC_OK && rc == KVC_ERANGE) {
+        /* refused as a whole: nothing counted, nothing reached the policy (its on_attend checks the masses) */
+        FZ_CHECK(*kvc_cache_last_error(M.c), "overflow refused without a message");
+        check_failed(&before, "attend (overflow)", rc);
+        return;
     }
     if (expect != KVC_OK) {
         FZ_CHECK(rc == expect, "attend: expected %d, got %d", expect, rc);
@@ -930,6 +975,60 @@ static void op_read(void) {
     FZ_CHECK(kvc_cache_positions(M.c, kvc_cache_groups(M.c), pos) == KVC_ERANGE, "positions: bad group");
 }
 
+/* attend_finish without every kv head attended since the last append or finish. */
+static void op_finish_misuse(void) {
+    static float q[MAX_Q * MAX_D], out[MAX_Q * MAX_D];
+    gen(q, (size_t)M.nq * M.d);
+    uint32_t k = u8() % (M.nkv + 1); /* heads [0, k) attended first */
+    int expect = M.mode != KVC_MODE_STORE ? KVC_EMODE : M.s.len == 0 ? KVC_EEMPTY : k < M.nkv ? KVC_ESTATE : KVC_OK;
+    if (M.mode == KVC_MODE_STORE && M.s.len && k)
+        FZ_CHECK(kvc_cache_attend_heads(M.c, q, out, 0, k) == KVC_OK, "attend_heads(0, %u)", k);
+    snap before = M.s, now;
+    int rc = kvc_cache_attend_finish(M.c, q);
+    FZ_CHECK(rc == expect, "attend_finish after %u of %u heads: %d, expected %d (%s)", k, M.nkv, rc, expect,
+             kvc_cache_last_error(M.c));
+    if (rc != KVC_OK) {
+        check_failed(&before, "attend_finish", rc);
+        return;
+    }
+    take(&now);
+    FZ_CHECK(now.st.attends == before.st.attends + 1, "finish counted no step");
+    M.s = now;
+    /* the weights are used up: a second finish is refused */
+    rc = kvc_cache_attend_finish(M.c, q);
+    FZ_CHECK(rc == KVC_ESTATE, "a second attend_finish: %d", rc);
+    check_failed(&M.s, "attend_finish (again)", rc);
+}
+
+/* kvc_cache_control: ENOTSUP without a control slot (and no freeze); else it
+ * freezes, and a policy's negative answer on a cache it froze undoes that. */
+static void op_control(void) {
+    snap before = M.s;
+    bool was_frozen = M.frozen, slot = M.pol == POL_HOSTILE && H.p.control;
+    H.control_called = false;
+    int op = (int)u8() - 128, rc = kvc_cache_control(M.c, op, NULL);
+    int64_t seed;
+    FZ_CHECK(kvc_cache_get(M.c, KVC_OPT_SEED, &seed) == KVC_OK, "get seed");
+    bool frozen = kvc_cache_set(M.c, KVC_OPT_SEED, seed) == KVC_ESTATE; /* a no-op unless frozen */
+    if (!slot) {
+        FZ_CHECK(rc == KVC_ENOTSUP && frozen == was_frozen, "control without a slot: %d, frozen %d -> %d", rc,
+                 was_frozen, frozen);
+        check_failed(&before, "control", rc);
+        return;
+    }
+    if (!H.control_called) { /* the freeze failed */
+        FZ_CHECK(!was_frozen && !frozen && rc < 0, "control: %d without calling the policy", rc);
+        check_failed(&before, "control (freeze)", rc);
+        return;
+    }
+    FZ_CHECK(rc == H.control_rc, "control returned %d, the policy said %d", rc, H.control_rc);
+    FZ_CHECK(frozen == (was_frozen || rc >= 0), "control %d: frozen %d -> %d", rc, was_frozen, frozen);
+    if (frozen) on_frozen();
+    snap now;
+    take(&now);
+    same(&before, &now, "control", rc);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     R.p = data;
     R.n = size;
@@ -955,8 +1054,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 11: op_reset(); break;
         case 12: op_prepare(); break;
         case 13: op_set(); break;
-        case 14: op_read(); break;
-        default: if (op & 0x10) destroy(); else op_observe(false); break;
+        case 14: if (op & 0x10) op_control(); else op_read(); break;
+        default:
+            if ((op & 0x30) == 0x30) op_finish_misuse();
+            else if (op & 0x10) destroy();
+            else op_observe(false);
+            break;
         }
         if (M.c && M.frozen && (op & 0xe0) == 0xe0) {
             /* a dense run of appends: fills the cache quickly */

@@ -11,8 +11,22 @@
 #include "fuzz_util.h"
 #include "kvc.h"
 
-#define N_OPT 7
-static const char *const opt_names[N_OPT] = {"scope", "sink", "recent", "chunk", "block", "seed", "query_window"};
+/* option keys and their named choices ("a|b"), from the header's one table */
+#define FZ_OPT_KEY(name, value, key, min, max, choices, doc) key,
+#define FZ_OPT_CHOICES(name, value, key, min, max, choices, doc) choices,
+static const char *const opt_names[] = {KVC_OPTION_LIST(FZ_OPT_KEY)};
+static const char *const opt_choices[] = {KVC_OPTION_LIST(FZ_OPT_CHOICES)};
+#define N_OPT ((int)(sizeof opt_names / sizeof opt_names[0]))
+
+/* Index of `val` among "a|b|c", or -1. */
+static int choice_of(const char *choices, const char *val) {
+    for (int i = 0; choices && *choices; i++) {
+        size_t n = strcspn(choices, "|");
+        if (strlen(val) == n && strncmp(choices, val, n) == 0) return i;
+        choices += n + (choices[n] == '|');
+    }
+    return -1;
+}
 
 typedef struct {
     int64_t opt[N_OPT];
@@ -30,12 +44,12 @@ static void read_settings(const kvc_cache *c, const kvc_policy *p, settings *s) 
 
 static bool is_sep(char ch, bool comma) { return ch == ' ' || ch == '\t' || (comma && ch == ','); }
 
-/* Check that every key=value item of `text` holds now (last one wins, so
- * walk them all and compare each with a later-overwritten-aware read). */
+/* Check that every key=value item of `text` holds now, and that no key was
+ * given twice (a repeated key is an error). */
 static void check_applied(const kvc_cache *c, const kvc_policy *p, const char *text) {
     settings now;
     read_settings(c, p, &now);
-    bool seen_opt[N_OPT] = {false}, seen_par[16] = {false};
+    bool seen_opt[N_OPT] = {false}, seen_par[16] = {false}, seen_scale = false;
     int64_t last_opt[N_OPT] = {0};
     double last_par[16] = {0};
     const char *q = text;
@@ -53,7 +67,11 @@ static void check_applied(const kvc_cache *c, const kvc_policy *p, const char *t
         FZ_CHECK(eq && eq != item && eq[1], "item '%s' accepted without key=value", item);
         *eq = 0;
         const char *key = item, *val = eq + 1;
-        if (strcmp(key, "scale") == 0) continue; /* write-only */
+        if (strcmp(key, "scale") == 0) {
+            FZ_CHECK(!seen_scale, "key 'scale' repeated, yet accepted");
+            seen_scale = true;
+            continue; /* write-only */
+        }
         bool known = false;
         for (int i = 0; i < N_OPT; i++) {
             if (strcmp(key, opt_names[i])) continue;
@@ -61,14 +79,13 @@ static void check_applied(const kvc_cache *c, const kvc_policy *p, const char *t
             char *end;
             errno = 0;
             int64_t v;
-            if (i == KVC_OPT_SCOPE && strcmp(val, "head") == 0)
-                v = KVC_SCOPE_HEAD;
-            else if (i == KVC_OPT_SCOPE && strcmp(val, "shared") == 0)
-                v = KVC_SCOPE_SHARED;
+            if (choice_of(opt_choices[i], val) >= 0)
+                v = choice_of(opt_choices[i], val);
             else {
                 v = strtoll(val, &end, 10);
                 FZ_CHECK(!errno && end != val && !*end, "%s=%s accepted as an integer", key, val);
             }
+            FZ_CHECK(!seen_opt[i], "key '%s' repeated, yet accepted", key);
             seen_opt[i] = true;
             last_opt[i] = v;
         }
@@ -83,6 +100,7 @@ static void check_applied(const kvc_cache *c, const kvc_policy *p, const char *t
                 v = strtod(val, &end);
                 FZ_CHECK(end != val && !*end, "%s=%s accepted as a number", key, val);
             }
+            FZ_CHECK(!seen_par[i], "key '%s' repeated, yet accepted", key);
             seen_par[i] = true;
             last_par[i] = v;
         }
