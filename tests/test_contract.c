@@ -34,6 +34,8 @@
 #include "test.h"
 
 enum { NKV = 2, NQ = 4, D = 3, MAXCAP = 6, MAXOPT = 32, MAXPAR = 16, GUARD = 32, MAXBLK = 8 };
+/* every storage type: f32, f16, bf16, and 8-bit rows with a scale */
+#define N_DTYPES ((int)KVC_DTYPE_Q8 + 1)
 
 /* ------------------------------------------------------------ allocator */
 typedef struct {
@@ -521,7 +523,7 @@ static bool apply_fault(ct_cache *cc, fault f, const state *st, const config *cf
         *expect = KVC_ENONFINITE, *got = PUT(pos, k, v, slots);
         return true;
     case F_F16_RANGE:
-        if (!st->store || cf->dt == KVC_DTYPE_F32) return false;
+        if (!st->store || (cf->dt != KVC_DTYPE_F16 && cf->dt != KVC_DTYPE_BF16)) return false; /* q8 scales any finite row */
         v[salt % (NKV * D)] = cf->dt == KVC_DTYPE_F16 ? 70000.0f : FLT_MAX;
         *expect = KVC_ERANGE, *got = kvc_cache_append(c, pos, k, v);
         return true;
@@ -776,7 +778,8 @@ static void describe(const config *cf, char *buf, size_t n) {
                                                                 : "ct_none";
     snprintf(buf, n, "#%u %s %s %s %s cap %u block %u sink %u recent %u chunk %u state_size mode %d", cf->index, pn,
              cf->mode ? "index" : "store", cf->scope ? "shared" : "head",
-             cf->dt == KVC_DTYPE_F32 ? "f32" : cf->dt == KVC_DTYPE_F16 ? "f16" : "bf16", cf->cap, cf->block,
+             cf->dt == KVC_DTYPE_F32 ? "f32" : cf->dt == KVC_DTYPE_F16 ? "f16" : cf->dt == KVC_DTYPE_BF16 ? "bf16" : "q8",
+             cf->cap, cf->block,
              cf->sink, cf->recent, cf->chunk, (int)cf->sz);
 }
 
@@ -913,7 +916,7 @@ static void grid(unsigned stride) {
                                 if (idx % stride) continue;
                                 /* mode and scope run innermost: the rest must not follow them */
                                 config cf = {cap, B, sink, recent, chunk, (kvc_mode)mode, (kvc_scope)scope,
-                                             (kvc_dtype)(idx % 3), (int)(idx / 4 % n_pol),
+                                             (kvc_dtype)(idx % N_DTYPES), (int)(idx / 4 % n_pol),
                                              (size_mode)(idx / 7 % 5), idx};
                                 run_config(&cf);
                             }
@@ -943,7 +946,7 @@ TEST(contract_create_failures) {
         int dt, mode, expect;
     } bad[] = {{0, 1, 1, 1, 0, 0, KVC_EINVAL},          {2, 3, 4, 4, 0, 0, KVC_EINVAL},
                {1, 1, 0, 4, 0, 0, KVC_EINVAL},          {1, 1, 4, 0, 0, 0, KVC_EINVAL},
-               {1, 1, 4, 4, 3, 0, KVC_EINVAL},          {1, 1, 4, 4, 0, 2, KVC_EINVAL},
+               {1, 1, 4, 4, 99, 0, KVC_EINVAL},         {1, 1, 4, 4, 0, 2, KVC_EINVAL},
                {1, 1, 4, 1u << 31, 0, 0, KVC_EOVERFLOW}, {1, 1, 65537, 4, 0, 0, KVC_EOVERFLOW},
                {1, 1, 4, 4, 0, 0, KVC_ENOMEM}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -106,7 +106,7 @@ static int setup(soak_cache *s, unsigned i, uint64_t seed, const kvc_allocator *
     s->nq = s->nkv * (1 + (j / 3) % 3);
     s->d = dims[(i + j) % 5];
     s->cap = caps[(i * 7 + j) % 6];
-    kvc_dtype dt = (kvc_dtype)((i + 2 * j) % 3);
+    kvc_dtype dt = (kvc_dtype)((i + 2 * j) % ((int)KVC_DTYPE_Q8 + 1)); /* every storage type */
     static const char *const extra[] = {"", " chunk=2", " block=4", " scope=shared", " chunk=4 block=2",
                                         " scope=shared block=8 chunk=1", " recent=3 sink=1"};
     snprintf(s->spec, sizeof s->spec, "%s seed=%" PRIu64 "%s", p->name, seed + i, extra[(i + 3 * j) % 7]);
