@@ -6,6 +6,7 @@
 #   make asan            test suite under ASan + UBSan
 #   make fuzz            libFuzzer targets (clang), tests/fuzz/fuzz.mk
 #   make tsan            threads under ThreadSanitizer (clang), tests/threads/threads.mk
+#   make soak            load test (SOAK_STEPS tokens), tests/soak/soak.mk
 #   make docs            Doxygen over include/kvc.h, warnings are errors
 #   make install / uninstall   PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR
 # Warnings are errors with WERROR=1 (CI and the compilers check set it); a
