@@ -760,21 +760,32 @@ static void op_insert(bool bad) {
  * rounding makes the comparison meaningless (the caller then skips it). */
 static void reference_out(const float *q, double *out, double *tol) {
     uint32_t ratio = M.nq / M.nkv, d = M.d, n = M.s.len;
+    /* documented departures from f32: with Q8 storage the VNNI kernels round
+     * each query head to integers (at worst like a stored row, max|q|/254 per
+     * element); the BF16 one splits queries in two bf16 */
+    const char *isa = kvc_active_isa();
+    bool vnni = strcmp(isa, "avx512_vnni") == 0 || strcmp(isa, "avx512_bf16") == 0;
+    bool q8_query = M.dt == KVC_DTYPE_Q8 && M.mode == KVC_MODE_STORE && vnni;
+    double q_rel = M.dt == KVC_DTYPE_BF16 && strcmp(isa, "avx512_bf16") == 0 ? 0x1p-16 : 0.0;
     for (uint32_t h = 0; h < M.nq; h++) {
         uint32_t kvh = h / ratio, g = M.G == 1 ? 0 : kvh;
         const float *qh = q + (size_t)h * d;
+        double q_abs = 0; /* an element's rounding bound when the kernel rounds the query */
+        if (q8_query)
+            for (uint32_t i = 0; i < d; i++) q_abs = fabs((double)qh[i]) / 254.0 > q_abs ? fabs((double)qh[i]) / 254.0 : q_abs;
         static double logit[MAX_CAP];
         double mx = -INFINITY, err = 0, vmax = 0;
         for (uint32_t s = 0; s < n; s++) {
             long sq = seq_of(M.s.map[g][s]);
             const float *kr = M.tk + ((size_t)sq * M.nkv + kvh) * d;
-            double acc = 0, mag = 0;
+            double acc = 0, mag = 0, kabs = 0;
             for (uint32_t i = 0; i < d; i++) {
                 acc += (double)qh[i] * kr[i];
                 mag += fabs((double)qh[i] * kr[i]);
+                kabs += fabs((double)kr[i]);
             }
             logit[s] = acc * M.scale;
-            double e = (mag * M.scale) * (d + 2) * FLT_EPSILON;
+            double e = (mag * M.scale) * ((d + 2) * FLT_EPSILON + q_rel) + kabs * q_abs * M.scale;
             err = e > err ? e : err;
             mx = logit[s] > mx ? logit[s] : mx;
         }
@@ -855,8 +866,9 @@ static void op_attend(bool bad, bool split) {
             float got = out[(size_t)h * M.d + i];
             FZ_CHECK(isfinite(got), "attend: non-finite output %g (head %u) for finite inputs", got, h);
             if (isnan(tol[h])) continue;
-            FZ_CHECK(fabs(got - ref[(size_t)h * M.d + i]) <= tol[h], "attend head %u [%u] = %.9g, f64 reference %.9g (tol %g)",
-                     h, i, got, ref[(size_t)h * M.d + i], tol[h]);
+            FZ_CHECK(fabs(got - ref[(size_t)h * M.d + i]) <= tol[h],
+                     "attend head %u [%u] = %.9g, f64 reference %.9g (tol %g; dtype %d, isa %s)", h, i, got,
+                     ref[(size_t)h * M.d + i], tol[h], (int)M.dt, kvc_active_isa());
         }
     }
     take(&now);
