@@ -19,7 +19,8 @@ Policies can be written in Python by subclassing :class:`kvc.Policy`.
 from . import _capi
 from ._cache import (Cache, PolicyInfo, Reservation, Stats, active_isa, attention, policies,
                      policy_info, set_isa, version)
-from ._errors import Error, PolicyError, Status, strerror
+from ._errors import (CacheFull, Error, InvalidType, InvalidValue, OutOfMemory, PolicyError, Status,
+                      strerror)
 from ._policy import (NEED_ATTN, NEED_KEY_STATS, NEED_KEYS, NEED_QUERIES, NEED_QUERY_WINDOW, NEED_RNG,
                       NEED_VALUE_STATS, NEED_VALUES, RECENT_HALF, Param, Policy, PolicyContext, Rng,
                       SelectRequest, Token)
@@ -31,7 +32,8 @@ library_path = _capi.library_path
 library_source = _capi.how_found
 
 __all__ = [
-    "Cache", "Error", "PolicyError", "Status", "Policy", "Param", "PolicyContext", "Token",
+    "Cache", "Error", "InvalidValue", "InvalidType", "OutOfMemory", "CacheFull", "PolicyError",
+    "Status", "Policy", "Param", "PolicyContext", "Token",
     "SelectRequest", "Rng", "Stats", "Reservation", "PolicyInfo", "attention", "active_isa",
     "set_isa", "version", "policies", "policy_info", "strerror", "NEED_ATTN",
     "NEED_QUERY_WINDOW", "NEED_VALUE_STATS", "NEED_KEY_STATS", "NEED_RNG", "NEED_KEYS",

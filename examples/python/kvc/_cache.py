@@ -8,7 +8,7 @@ from collections import namedtuple
 from ctypes import byref, c_double, c_int64, c_uint32, c_void_p
 
 from . import _buffers, _capi
-from ._errors import Error, PolicyError, Status, c_string, invalid
+from ._errors import Error, PolicyError, Status, c_string, invalid, wrong_type
 from ._policy import Policy
 
 _lib = _capi.lib
@@ -17,6 +17,7 @@ DTYPES = {"f32": 0, "float32": 0, "f16": 1, "float16": 1, "bf16": 2, "bfloat16":
 _DTYPE_NAMES = ("f32", "f16", "bf16")
 MODES = {"store": 0, "index": 1}
 SCOPES = {"head": 0, "shared": 1}
+_SCOPE_NAMES = ("head", "shared")
 
 Stats = namedtuple("Stats", "appends evictions attends")
 Reservation = namedtuple("Reservation", "slots evicted")
@@ -26,7 +27,7 @@ Reservation.__doc__ = ("Result of Cache.reserve: `slots[g]` is where group g sto
 
 def _u32(name, x, lo=0):
     if isinstance(x, bool) or not isinstance(x, int):
-        raise TypeError("%s must be an int, got %s" % (name, type(x).__name__))
+        raise wrong_type("%s must be an int, got %s" % (name, type(x).__name__))
     if not lo <= x < 2 ** 32:
         raise invalid("%s=%d is outside [%d, 2**32)" % (name, x, lo))
     return x
@@ -34,7 +35,7 @@ def _u32(name, x, lo=0):
 
 def _i64(name, x):
     if isinstance(x, bool) or not isinstance(x, int):
-        raise TypeError("%s must be an int, got %s" % (name, type(x).__name__))
+        raise wrong_type("%s must be an int, got %s" % (name, type(x).__name__))
     if not -2 ** 63 <= x < 2 ** 63:
         raise invalid("%s=%d does not fit in int64" % (name, x))
     return x
@@ -185,7 +186,7 @@ class Cache:
             cpol = ctypes.pointer(cstruct)
             self._pypol = policy
         else:
-            raise TypeError("policy must be a spec string, a kvc.Policy subclass or instance, "
+            raise wrong_type("policy must be a spec string, a kvc.Policy subclass or instance, "
                             "or None; got %s" % type(policy).__name__)
         h = c_void_p()
         rc = _lib.kvc_cache_create(byref(h), self.n_kv_heads, self.n_q_heads, self.head_dim,
@@ -220,7 +221,7 @@ class Cache:
         with self._lock:
             h = self._h[0]
             if h is None:
-                raise Error(Status.ESTATE, "%s on a closed cache" % what)
+                raise Error(Status.ESTATE, "cache is closed: %s after close()" % what)
             self._owner = me
             try:
                 rc = fn(h, *args)
@@ -259,7 +260,7 @@ class Cache:
         with self._lock:
             h = self._h[0]
             if h is None:
-                raise Error(Status.ESTATE, "%s on a closed cache" % what)
+                raise Error(Status.ESTATE, "cache is closed: %s after close()" % what)
             return fn(h, *args)
 
     # ------------------------------------------------------------ lifecycle
@@ -313,12 +314,15 @@ class Cache:
         self._call("set %s" % _capi.OPTIONS[key], _lib.kvc_cache_set, key, _i64(option, value))
 
     def get(self, option):
-        """Read an option's value."""
+        """Read an option's value as it is set: an int, or for ``scope`` its
+        name (``"head"`` or ``"shared"``), the form ``set`` accepts."""
         key = self._option_key(option)
         v = c_int64()
         rc = self._query("get", _lib.kvc_cache_get, key, byref(v))
         if rc:
             raise Error(rc, "get %s" % _capi.OPTIONS[key])
+        if key == 0:
+            return _SCOPE_NAMES[v.value]
         return v.value
 
     @property
@@ -546,6 +550,8 @@ def attention(q, k, v, *, n_q_heads, n_kv_heads, head_dim, n_keys=None, dtype="f
         raise invalid("n_q_heads=%d is not a multiple of n_kv_heads=%d" % (nq, nkv))
     esz = 4 if dt == 0 else 2
     fmts = _buffers.F32 if dt == 0 else (_buffers.F16 | _buffers.U16 if dt == 1 else _buffers.U16)
+    if dt == 0:  # float32 K/V: any array-like, copied only when it must be
+        k, v = _buffers.as_f32(k, "k"), _buffers.as_f32(v, "v")
     mk, nk_elems = _buffers.view(k, "k", fmts, esz)
     mv, nv_elems = _buffers.view(v, "v", fmts, esz)
     rs = d if row_stride is None else _u32("row_stride", row_stride)

@@ -18,8 +18,20 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_float,
 ABI_MAJOR = 0
 ABI_MINOR = 1
 
-_REPO_LIB = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                          os.pardir, os.pardir, os.pardir, "lib"))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# The copy `pip install` built into the package (setup.py), if any.
+_BUNDLED = os.path.join(_HERE, "libkvc.so")
+# A source checkout used in place (PYTHONPATH=examples/python), after `make`.
+_REPO_LIB = os.path.normpath(os.path.join(_HERE, os.pardir, os.pardir, os.pardir, "lib"))
+
+
+def _pkg_config_libdir():
+    try:
+        res = subprocess.run(["pkg-config", "--variable=libdir", "kvc"], capture_output=True,
+                             text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return res.stdout.strip() if res.returncode == 0 else ""
 
 
 def _candidates():
@@ -30,12 +42,9 @@ def _candidates():
         path = os.path.join(env, "libkvc.so") if os.path.isdir(env) else env
         yield "KVC_LIBRARY", path
         return
-    try:
-        res = subprocess.run(["pkg-config", "--variable=libdir", "kvc"], capture_output=True,
-                             text=True, timeout=30, check=False)
-        libdir = res.stdout.strip() if res.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        libdir = ""
+    if os.path.exists(_BUNDLED):
+        yield "bundled", _BUNDLED
+    libdir = _pkg_config_libdir()
     if libdir:
         for name in ("libkvc.so.%d" % ABI_MAJOR, "libkvc.so"):
             path = os.path.join(libdir, name)
@@ -56,9 +65,15 @@ def _load():
             return ctypes.CDLL(path), how, path
         except OSError as e:
             tried.append("%s: %s (%s)" % (how, path, e))
-    raise ImportError("kvc: cannot load libkvc. Tried, in order:\n  " + "\n  ".join(tried) +
-                      "\nSet KVC_LIBRARY to the path of libkvc.so, install libkvc where pkg-config "
-                      "finds it, or run `make` in the source tree.")
+    raise ImportError(
+        "kvc: cannot load the libkvc shared library. Tried, in order:\n  " + "\n  ".join(tried) +
+        "\nThis package has no copy of its own (it was installed without libkvc's sources). "
+        "Either:\n"
+        "  - install libkvc (make install PREFIX=...) and make `pkg-config --variable=libdir kvc` "
+        "find it (PKG_CONFIG_PATH=<prefix>/lib/pkgconfig), or\n"
+        "  - set KVC_LIBRARY to the path of libkvc.so (or of the directory holding it), or\n"
+        "  - reinstall from a libkvc source tree, which builds a copy into the package: "
+        "pip install <libkvc>/examples/python")
 
 
 lib, how_found, library_path = _load()

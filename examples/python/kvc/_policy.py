@@ -38,7 +38,7 @@ from collections import namedtuple
 from ctypes import c_char_p, c_float
 
 from . import _capi
-from ._errors import Error, Status, c_string
+from ._errors import Error, Status, c_string, invalid, wrong_type
 
 NEED_ATTN = 0x1
 NEED_QUERY_WINDOW = 0x2
@@ -79,7 +79,7 @@ class Rng:
 
     def _ptr(self):
         if not self._p:
-            raise Error(Status.ESTATE, "the generator's cache is closed")
+            raise Error(Status.ESTATE, "cache is closed: its generator is gone")
         return self._p
 
     def next(self):
@@ -93,7 +93,7 @@ class Rng:
     def below(self, bound):
         """A uniform integer in [0, bound), without modulo bias."""
         if not 0 <= bound < 2 ** 32:
-            raise ValueError("bound must be in [0, 2**32)")
+            raise invalid("bound must be in [0, 2**32)")
         return _capi.lib.kvc_rng_below(self._ptr(), bound)
 
 
@@ -102,13 +102,13 @@ def _u32_attr(policy, attr, hi=2 ** 32 - 1, names=()):
     x = getattr(policy, attr)
     what = " or ".join(names + ("an int",))
     if isinstance(x, bool):
-        raise TypeError("%s.%s must be %s, got a bool" % (type(policy).__name__, attr, what))
+        raise wrong_type("%s.%s must be %s, got a bool" % (type(policy).__name__, attr, what))
     try:
         x = operator.index(x)
     except TypeError:
-        raise TypeError("%s.%s must be %s, got %r" % (type(policy).__name__, attr, what, x)) from None
+        raise wrong_type("%s.%s must be %s, got %r" % (type(policy).__name__, attr, what, x)) from None
     if not 0 <= x <= hi:
-        raise ValueError("%s.%s=%d is outside [0, %d]" % (type(policy).__name__, attr, x, hi))
+        raise invalid("%s.%s=%d is outside [0, %d]" % (type(policy).__name__, attr, x, hi))
     return x
 
 
@@ -188,7 +188,7 @@ class Policy:
         n = self.name if self.name is not None else re.sub(r"[^a-z0-9_]", "",
                                                            type(self).__name__.lower())
         if not isinstance(n, str) or not _NAME.match(n):
-            raise ValueError("policy name %r must match [a-z0-9_]+" % (n,))
+            raise invalid("policy name %r must match [a-z0-9_]+" % (n,))
         return n
 
     def _vtable(self):
@@ -216,10 +216,10 @@ class Policy:
             arr = (_capi.kvc_param * len(params))()
             for i, q in enumerate(params):
                 if not isinstance(q.name, str) or not _NAME.match(q.name):
-                    raise ValueError("parameter name %r must match [a-z0-9_]+" % (q.name,))
+                    raise invalid("parameter name %r must match [a-z0-9_]+" % (q.name,))
                 for c in q.choices or ():
                     if not isinstance(c, str) or not _NAME.match(c):
-                        raise ValueError("choice %r of parameter %s must match [a-z0-9_]+"
+                        raise invalid("choice %r of parameter %s must match [a-z0-9_]+"
                                          % (c, q.name))
                 pn, ph = q.name.encode(), c_string(q.help or "", "help of parameter " + q.name)
                 keep += [pn, ph]
@@ -246,7 +246,7 @@ class Policy:
 
     def _attach(self):
         if self.__dict__.get("_kvc_attached"):
-            raise ValueError("policy instance %r is already used by an open cache: pass the class, "
+            raise invalid("policy instance %r is already used by an open cache: pass the class, "
                              "or a new instance, for each cache" % (self,))
         vt = self._vtable()
         self._kvc_attached = True

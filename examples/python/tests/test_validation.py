@@ -157,4 +157,4 @@ def test_policy_attributes_numpy_and_limits_accepted():
             return [0.0] * len(slots)
 
     with small(P) as c:
-        assert c.get("recent") == 2 and c.get("sink") == 1 and c.get("scope") == 1
+        assert c.get("recent") == 2 and c.get("sink") == 1 and c.get("scope") == "shared"
