@@ -5,7 +5,10 @@
 #      also after moving the whole staged tree elsewhere;
 #   2. the absolute kvc.pc of a layout whose pkgconfig dir is outside prefix,
 #      found through PKG_CONFIG_SYSROOT_DIR;
-#   3. the in-tree kvc-uninstalled.pc.
+#   3. a real custom prefix, run through -Wl,-rpath or LD_LIBRARY_PATH;
+#   4. the in-tree kvc-uninstalled.pc.
+# Each: shared; libkvc static with libc shared (-l:libkvc.a, as documented);
+# fully static.
 # Every uninstall must leave no file behind.
 BUILD=${BUILD:-build}
 OUT=${OUT:-lib}
@@ -38,6 +41,18 @@ build_and_run() {
         lib=$(LD_LIBRARY_PATH=$libpath ldd "$tmp/min-shared" | sed -n 's/.*libkvc\.so\.0 => \([^ ]*\).*/\1/p')
         case "$lib" in "$libpath"/*) ;; *) fail "$tag: libkvc.so.0 resolved to '$lib', not under $libpath" ;; esac
     fi
+
+    # libkvc static, libc shared: the documented line (README, docs/README.md)
+    quiet "$CC" -std=c11 -Wall -Werror examples/minimal.c $(pc --cflags kvc) $(pc --libs-only-L kvc) -l:libkvc.a -lm \
+        -o "$tmp/min-kvc-static"
+    ! readelf -d "$tmp/min-kvc-static" | grep -q 'NEEDED.*libkvc' || fail "$tag: -l:libkvc.a still needs libkvc.so"
+    readelf -d "$tmp/min-kvc-static" | grep -q 'NEEDED.*libc\.so' || fail "$tag: -l:libkvc.a: libc not shared"
+    env -u LD_LIBRARY_PATH "$tmp/min-kvc-static" >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "$tag: libkvc-static run"; }
+    grep -q "^libkvc $version:" "$tmp/out" || { cat "$tmp/out"; fail "$tag: unexpected libkvc-static output"; }
+    # plain --static --libs alone still picks libkvc.so when both exist: the docs say so
+    quiet "$CC" -std=c11 examples/minimal.c $(pc --cflags kvc) $(pc --static --libs kvc) -o "$tmp/min-pcstatic"
+    readelf -d "$tmp/min-pcstatic" | grep -q 'NEEDED.*libkvc\.so' ||
+        fail "$tag: pkg-config --static --libs alone linked libkvc statically: update the docs"
 
     sflags=$(pc --static --libs kvc) || fail "$tag: pkg-config --static --libs kvc"
     case " $sflags " in *" -lm "*) ;; *) fail "$tag: --static libs lack -lm: $sflags" ;; esac
@@ -91,8 +106,28 @@ unset PKG_CONFIG_SYSROOT_DIR
 quiet make --no-print-directory uninstall $alt
 check_empty "$root" "prefix=/opt/kvc"
 
-# 3. in-tree builds through kvc-uninstalled.pc
+# 3. a shared build in a custom prefix (a real one, not staged): the binary
+#    finds libkvc through the rpath the docs give, with no LD_LIBRARY_PATH
+pre=$tmp/prefix
+quiet make --no-print-directory -j2 install BUILD="$tmp/build3" OUT="$tmp/build3/lib" CFLAGS=-O0 PREFIX="$pre"
+pcdir=$pre/lib/pkgconfig
+libdir=$(pc --variable=libdir kvc)
+[ "$(cd "$libdir" && pwd -P)" = "$(cd "$pre/lib" && pwd -P)" ] || fail "custom prefix: libdir '$libdir', expected $pre/lib"
+quiet "$CC" -std=c11 -Wall -Werror examples/minimal.c $(pc --cflags --libs kvc) -Wl,-rpath,"$libdir" -o "$tmp/min-rpath"
+env -u LD_LIBRARY_PATH "$tmp/min-rpath" >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "custom prefix: rpath run"; }
+grep -q "^libkvc $version:" "$tmp/out" || { cat "$tmp/out"; fail "custom prefix: unexpected output"; }
+lib=$(env -u LD_LIBRARY_PATH ldd "$tmp/min-rpath" | sed -n 's/.*libkvc\.so\.0 => \([^ ]*\).*/\1/p')
+[ -n "$lib" ] && [ "$(readlink -f "$lib")" = "$(readlink -f "$pre/lib/libkvc.so.0")" ] ||
+    fail "custom prefix: libkvc.so.0 resolved to '$lib'"
+# without the rpath, LD_LIBRARY_PATH does it (and nothing else would)
+quiet "$CC" -std=c11 -Wall -Werror examples/minimal.c $(pc --cflags --libs kvc) -o "$tmp/min-norpath"
+LD_LIBRARY_PATH="$libdir" "$tmp/min-norpath" >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "custom prefix: LD_LIBRARY_PATH run"; }
+quiet make --no-print-directory uninstall BUILD="$tmp/build3" OUT="$tmp/build3/lib" PREFIX="$pre"
+check_empty "$pre" "PREFIX=$pre"
+
+# 4. in-tree builds through kvc-uninstalled.pc
 [ -f "$OUT/kvc-uninstalled.pc" ] || fail "$OUT/kvc-uninstalled.pc missing (make builds it)"
 pcdir=$OUT
 build_and_run "$(cd "$OUT" && pwd)" uninstalled
-echo "install, pkg-config (relocatable, moved, sysroot, uninstalled), shared and static, uninstall: ok"
+echo "install, pkg-config (relocatable, moved, sysroot, custom prefix + rpath, uninstalled), shared, libkvc static"\
+    "(-l:libkvc.a) and fully static, uninstall: ok"
