@@ -29,3 +29,36 @@ for t in "$target"/dylib/debug/deps/api-*; do
         exit 1
     fi
 done
+
+# a user's program (a crate outside the workspace, no build.rs of its own)
+# linked with KVC_LINK=dylib: runs with the documented one-line rpath and no
+# LD_LIBRARY_PATH (examples/rust/README.md)
+user=$(mktemp -d)
+trap 'rm -rf "$user"' EXIT
+mkdir -p "$user/app/src"
+cat >"$user/app/Cargo.toml" <<EOF2
+[package]
+name = "kvc-user-app"
+version = "0.1.0"
+edition = "2021"
+
+[dependencies]
+kvc = { path = "$(pwd)/examples/rust/kvc" }
+
+[workspace]
+EOF2
+cat >"$user/app/src/main.rs" <<'EOF2'
+fn main() {
+    let mut cache = kvc::Cache::from_spec(1, 1, 4, 8, kvc::DType::F32, kvc::Mode::Store, "window").unwrap();
+    for pos in 0..12 {
+        cache.append(pos, &[0.5; 4], &[0.25; 4]).unwrap();
+    }
+    println!("libkvc {} from rust: {} resident", kvc::version(), cache.len());
+}
+EOF2
+rpath="$(PKG_CONFIG_PATH="$libdir" pkg-config --variable=libdir kvc)"
+KVC_LINK=dylib RUSTFLAGS="-C link-arg=-Wl,-rpath,$rpath" CARGO_TARGET_DIR="$user/target" \
+    cargo build --offline -q --manifest-path "$user/app/Cargo.toml" || exit 1
+app="$user/target/debug/kvc-user-app"
+readelf -d "$app" | grep -q 'NEEDED.*libkvc\.so' || { echo "$app does not link libkvc.so"; exit 1; }
+env -u LD_LIBRARY_PATH "$app" || { echo "the user's dylib program does not run with the documented rpath"; exit 1; }

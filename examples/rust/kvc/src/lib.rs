@@ -53,8 +53,10 @@ pub fn active_isa() -> &'static str {
     unsafe { CStr::from_ptr(sys::kvc_active_isa()) }.to_str().unwrap_or("?")
 }
 
-/// Force the kernel ISA for this process (`None`: the CPU's best). Not
-/// thread-safe against concurrent attention calls, like the C function.
+/// Force the kernel ISA for this process (`None`: the CPU's best). Like the
+/// C function, it is thread-safe: it may be called while other threads run
+/// attention; a call in progress keeps the kernel it started with, later
+/// calls use the new one. On error nothing changes.
 pub fn set_isa(isa: Option<&str>) -> Result<()> {
     let c = match isa {
         Some(s) => Some(CString::new(s).map_err(|_| Error::inval("ISA name contains NUL"))?),
