@@ -85,7 +85,7 @@ EXAMPLES := $(BUILD)/examples/demo $(BUILD)/examples/minimal
 CHECK_DEPS :=
 FRAGMENTS := $(sort $(wildcard examples/*/*.mk tests/*/*.mk docs/*.mk))
 
-.PHONY: all lib check test tests demo bench asan fuzz docs install uninstall clean examples pc
+.PHONY: all lib check test tests demo bench asan fuzz docs install uninstall clean examples pc help
 all: lib pc
 
 lib: $(STATIC) $(OUT)/libkvc.so
@@ -176,6 +176,35 @@ test: check
 
 demo: $(BUILD)/examples/demo
 	@$(BUILD)/examples/demo
+
+# The targets a user types, one line each (README.md has the same table; the
+# docs part checks that they agree). Fragments add theirs to HELP_LINES.
+HELP_LINES += \
+  "all|build lib/libkvc.a, lib/libkvc.so and the pkg-config files (the default)" \
+  "check|build everything and run the whole test suite (ends with N passed, N failed, N skipped)" \
+  "demo|every policy on a synthetic decode stream, with an explanation of the columns" \
+  "examples|build the one-file examples (demo, minimal)" \
+  "llama|the llama2.c-format runner and the quality evaluation (build/examples/llama/)" \
+  "quality|measure every policy on stories260K: docs/quality.csv, docs/quality.svg (KVC_MODEL_DIR)" \
+  "pointer-chase|the k-hop pointer-chasing lab (docs/pointer_chase.md)" \
+  "integration|the engine integration examples (docs/integration.md)" \
+  "custom_policy|the user-written policy example (docs/policies.md)" \
+  "bench|benchmark ratios (kernel vs. DRAM bandwidth and FMA peak); never fails on speed" \
+  "soak|load test: many caches, millions of tokens, no allocation after warm-up" \
+  "asan|the unit suite under AddressSanitizer + UBSan" \
+  "tsan|threads under ThreadSanitizer (clang)" \
+  "fuzz|libFuzzer targets for the API and spec strings (clang); fuzz-merge keeps new finds" \
+  "docs|Doxygen HTML of include/kvc.h and the guides into build/docs/html" \
+  "install|install into PREFIX (DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR); uninstall removes it" \
+  "reasoning|every policy's accuracy against budget on the proving ground (docs/reasoning.md)" \
+  "model|retrain the proving-ground model (PyTorch from Debian, about 45 minutes on one core)" \
+  "clean|remove the build" \
+  "help|this list"
+
+help:
+	@printf 'make TARGET, where TARGET is one of:\n'
+	@for l in $(HELP_LINES); do printf '  %-15s %s\n' "$${l%%|*}" "$${l#*|}"; done
+	@printf 'Variables: CC, CFLAGS, PREFIX, BUILD (build dir), OUT (library dir), WERROR=1, KVC_REQUIRE_ALL=1 (check)\n'
 
 # ---------------------------------------------------------------- sanitizers
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

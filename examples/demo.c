@@ -168,6 +168,17 @@ int main(int argc, char **argv) {
     make_stream(&s, n);
     printf("libkvc %s demo: %d tokens, capacity %d per group, %d kv / %d query heads, head_dim %d, kernel %s\n\n",
            kvc_version_string(), n, cap, HKV, HQ, D, kvc_active_isa());
+    printf("Every policy decodes the same stream; every %dth token is a \"needle\" that later queries return to.\n"
+           "  resident   tokens held per eviction group at the end (the capacity once full)\n"
+           "  evicted    tokens evicted per group\n"
+           "  mass kept  share of the full cache's attention that falls on tokens the policy still holds\n"
+           "  out err    relative L2 error of the attention output against the full cache's\n"
+           "  needles    needles still held at the end / needles seen\n"
+           "  time       CPU time of the cache calls over the whole stream (append + attend, ms)\n"
+           "vase costs more time: at each eviction it scores the candidates against the last 64 queries\n"
+           "(a softmax over the candidates per query and head), where h2o or tova keep one running score\n"
+           "per token. It evicts a chunk at a time to spread that cost (64 by default, capacity/16 = %d here).\n\n",
+           NEEDLE_EVERY, cap / 16 > 0 ? (cap / 16 < 64 ? cap / 16 : 64) : 1);
     printf("%-8s %9s %9s %9s %9s %9s  %s\n", "policy", "resident", "evicted", "mass kept", "out err", "needles",
            "time");
     printf("%-8s %9s %9s %9s %9s %9s  %s\n", "", "(tokens)", "(/group)", "(%)", "(rel L2)", "(kept)", "(ms)");

@@ -398,6 +398,34 @@ static void write_md(FILE *f, const ctx *c, const summary *sm) {
     }
 }
 
+/* A short table for the terminal: KL and top-1 agreement per policy and budget. */
+static void write_summary(FILE *f, const ctx *c, const summary *sm, const uint32_t *budgets, int nb) {
+    fprintf(f, "KL(full || policy) in nats, lower is better, [top-1 agreement]; %s, %d sequences of %d tokens\n",
+            c->model_name, c->seqs, c->len);
+    fprintf(f, "%-22s", "policy \\ budget");
+    for (int b = 0; b < nb; b++) fprintf(f, " %16u", budgets[b]);
+    fprintf(f, "\n");
+    for (int s = 0; s < c->n_set; s++) {
+        if (c->set[s].baseline) continue;
+        int first = 1;
+        for (int t = 0; t < s && first; t++)
+            if (!c->set[t].baseline && strcmp(c->set[t].spec, c->set[s].spec) == 0) first = 0;
+        if (!first) continue;
+        fprintf(f, "%-22.22s", c->set[s].spec);
+        for (int b = 0; b < nb; b++) {
+            int t = s;
+            while (t < c->n_set && (c->set[t].baseline || strcmp(c->set[t].spec, c->set[s].spec) ||
+                                    c->set[t].budget != budgets[b]))
+                t++;
+            if (t == c->n_set)
+                fprintf(f, " %16s", "-");
+            else
+                fprintf(f, "  %7.4f [%.3f]", sm[t].kl, sm[t].top1);
+        }
+        fprintf(f, "\n");
+    }
+}
+
 /* ---------------------------------------------------------------- SVG plot */
 
 enum { MAX_POLICIES = MAX_SETTINGS };
@@ -656,10 +684,12 @@ int main(int argc, char **argv) {
     llm_tokenizer tk;
     if (llm_model_load(&m, model_path, err, sizeof err)) {
         fprintf(stderr, "eval: %s\n", err);
+        llm_model_hint(stderr, "eval");
         return 1;
     }
     if (llm_tokenizer_load(&tk, tok_path, m.c.vocab_size, err, sizeof err)) {
         fprintf(stderr, "eval: %s\n", err);
+        llm_model_hint(stderr, "eval");
         llm_model_free(&m);
         return 1;
     }
@@ -764,6 +794,13 @@ int main(int argc, char **argv) {
     if (svg && fclose(svg)) rc = 1;
     if (rc) fprintf(stderr, "eval: error writing the output files\n");
     if (!quiet) fprintf(stderr, "eval: done in %.1f s\n", now() - c.t0);
+    if (!rc && csv != stdout) { /* the CSV went to a file: stdout is free for a summary */
+        write_summary(stdout, &c, sm, budgets, nb);
+        printf("\nwrote: %s (CSV)", csv_path);
+        if (md_path) printf(", %s (markdown table)", md_path);
+        if (svg_path) printf(", %s (plot)", svg_path);
+        printf("\n");
+    }
     free(sm);
     free(items);
     free(res);

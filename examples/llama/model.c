@@ -704,6 +704,15 @@ int llm_sample(float *logits, int n, float temperature, float top_p, llm_rng *r,
     return llm_argmax(logits, n); /* rounding left u above the total */
 }
 
+void llm_model_hint(FILE *f, const char *prog) {
+    const char *dir = getenv("KVC_MODEL_DIR");
+    fprintf(f,
+            "%s: set KVC_MODEL_DIR to the directory holding stories260K.bin and tok512.bin (now %s%s%s), "
+            "or pass -m MODEL -z TOKENIZER\n",
+            prog, dir && *dir ? "'" : "", dir && *dir ? dir : "unset: ../shared/models/stories260K",
+            dir && *dir ? "'" : "");
+}
+
 void llm_default_paths(const char **model, const char **tok, char *mbuf, char *tbuf, size_t n) {
     const char *dir = getenv("KVC_MODEL_DIR");
     if (!dir || !*dir) dir = "../shared/models/stories260K";

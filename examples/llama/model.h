@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kvc.h"
 
@@ -47,6 +48,8 @@ typedef struct {
 /* Point unset paths at stories260K.bin and tok512.bin in $KVC_MODEL_DIR, or
  * ../shared/models/stories260K; mbuf and tbuf (n bytes each) hold the defaults. */
 void llm_default_paths(const char **model, const char **tok, char *mbuf, char *tbuf, size_t n);
+/* After a failed load: say where the default paths come from and how to change them. */
+void llm_model_hint(FILE *f, const char *prog);
 int llm_model_load(llm_model *m, const char *path, char *err, size_t errlen);
 void llm_model_free(llm_model *m);
 

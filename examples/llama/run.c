@@ -232,10 +232,12 @@ int main(int argc, char **argv) {
     llm_tokenizer tk;
     if (llm_model_load(&m, model_path, err, sizeof err)) {
         fprintf(stderr, "llama: %s\n", err);
+        llm_model_hint(stderr, "llama");
         return 1;
     }
     if (llm_tokenizer_load(&tk, tok_path, m.c.vocab_size, err, sizeof err)) {
         fprintf(stderr, "llama: %s\n", err);
+        llm_model_hint(stderr, "llama");
         llm_model_free(&m);
         return 1;
     }

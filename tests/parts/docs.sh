@@ -31,6 +31,16 @@ inblk { blk[++n] = $0 }
 END { printf "%d quoted code blocks checked against their sources\n", count; if (count == 0) bad = 1; exit bad }
 ' docs/*.md || fail "docs quote code that is not in the examples any more"
 
+# make help and the README's target table list the same targets, and each exists
+help=$(make --no-print-directory help BUILD="$BUILD" | sed -n 's/^  \([a-z_-]*\) .*/\1/p' | sort)
+readme=$(sed -n 's/^| `make \([a-z_-]*\)` |.*/\1/p' README.md | sort)
+[ -n "$help" ] && [ "$help" = "$readme" ] || fail "make help and README.md's target table differ:
+$(printf '%s\n' "$help" >"$tmp/h"; printf '%s\n' "$readme" >"$tmp/r"; diff "$tmp/h" "$tmp/r")"
+for t in $help; do
+    make -n --no-print-directory "$t" BUILD="$BUILD" >/dev/null 2>&1 || fail "make $t: no such target"
+done
+echo "make help and README list the same $(echo "$help" | wc -l) targets"
+
 command -v doxygen >/dev/null 2>&1 || { echo "skip: doxygen not found"; exit 77; }
 
 make --no-print-directory docs BUILD="$BUILD" >"$tmp/log" 2>&1 || { cat "$tmp/log"; fail "make docs"; }

@@ -12,6 +12,8 @@ OUT=${OUT:-lib}
 fail() { echo "FAIL: $*"; exit 1; }
 [ -x "$PY" ] || { echo "skipped: /usr/bin/python3 not found (apt-get install python3)"; exit 77; }
 "$PY" -c "import ensurepip, venv" 2>/dev/null || { echo "skipped: python3 venv missing (apt-get install python3-venv)"; exit 77; }
+"$PY" -c "import setuptools, wheel" 2>/dev/null ||
+    { echo "skipped: setuptools or wheel missing (apt-get install python3-setuptools python3-wheel)"; exit 77; }
 for mod in pytest numpy; do
     "$PY" -c "import $mod" 2>/dev/null || { echo "skipped: python3 module $mod missing (apt-get install python3-$mod)"; exit 77; }
 done

@@ -20,6 +20,8 @@ unset KVC_LIB_DIR KVC_LINK
 target="$(pwd)/examples/rust/target"
 manifest=examples/rust/Cargo.toml
 CARGO_TARGET_DIR="$target" cargo test --offline -q --manifest-path "$manifest" || exit 1
+# the README's command: the example program
+CARGO_TARGET_DIR="$target" cargo run --offline -q --manifest-path "$manifest" --example basic || exit 1
 # the shared library: tests must run without LD_LIBRARY_PATH (rpath from build.rs)
 KVC_LINK=dylib CARGO_TARGET_DIR="$target/dylib" cargo test --offline -q --manifest-path "$manifest" -p kvc --test api || exit 1
 for t in "$target"/dylib/debug/deps/api-*; do

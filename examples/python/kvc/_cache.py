@@ -1,10 +1,13 @@
 """kvc.Cache and the free functions over the C API."""
 
+from __future__ import annotations
+
 import ctypes
 import threading
 import warnings
 import weakref
 from collections import namedtuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 from ctypes import byref, c_double, c_int64, c_uint32, c_void_p
 
 from . import _buffers, _capi
@@ -20,6 +23,8 @@ SCOPES = {"head": 0, "shared": 1}
 _SCOPE_NAMES = ("head", "shared")
 
 Stats = namedtuple("Stats", "appends evictions attends")
+Stats.__doc__ = ("Cumulative counters of a cache (reset by Cache.reset): tokens appended or "
+                 "reserved, tokens evicted summed over groups, attention steps.")
 Reservation = namedtuple("Reservation", "slots evicted")
 Reservation.__doc__ = ("Result of Cache.reserve: `slots[g]` is where group g stores the token, "
                        "`evicted[g]` the positions group g dropped to make room.")
@@ -51,24 +56,25 @@ def _enum(name, value, table):
     raise invalid("%s=%r: expected one of %s" % (name, value, ", ".join(sorted(table))))
 
 
-def version():
+def version() -> str:
     """Version string of the loaded libkvc, e.g. "0.1.0"."""
     return _lib.kvc_version_string().decode()
 
 
-def active_isa():
-    """Instruction set the attention kernel runs on ("scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "neon")."""
+def active_isa() -> str:
+    """Instruction set the attention kernel runs on ("scalar", "avx2", "avx512", "avx512_vnni",
+    "avx512_bf16", "neon")."""
     return _lib.kvc_active_isa().decode()
 
 
-def set_isa(isa=None):
+def set_isa(isa: Optional[str] = None) -> None:
     """Force the kernel ISA for this process (None or "auto": the CPU's best)."""
     rc = _lib.kvc_set_isa(None if isa is None else c_string(isa, "ISA name"))
     if rc:
         raise Error(rc, "ISA %r" % (isa,))
 
 
-def policies():
+def policies() -> List[str]:
     """Names of the built-in policies, in the library's order."""
     out, i = [], 0
     while True:
@@ -81,9 +87,11 @@ def policies():
 
 PolicyInfo = namedtuple("PolicyInfo", "name needs default_sink default_recent default_chunk "
                                       "default_scope params")
+PolicyInfo.__doc__ = ("What the C library says about a built-in policy: name, NEED_* flags, default "
+                      "sink/recent/chunk/scope, and its parameters (kvc.Param).")
 
 
-def policy_info(name):
+def policy_info(name: str) -> "PolicyInfo":
     """What the C library says about a built-in policy: needs, defaults, parameters."""
     p = _lib.kvc_policy_by_name(c_string(name, "policy name"))
     if not p:
@@ -146,12 +154,15 @@ class Cache:
     a :class:`kvc.Policy` subclass or instance, or None (``full``). Extra
     keyword arguments are options (scope, sink, recent, chunk, block, seed,
     query_window, scale) or policy parameters, set before the first append.
-    Buffers are float32 (array('f'), numpy, memoryview, bytes-like), used in
-    place. Calls on one cache are serialised by a lock.
+    Inputs (k, v, q, mass) are any array-like convertible to float32: used
+    in place, with no copy, when already a C-contiguous aligned float32
+    buffer, else copied to float32 for the call. Outputs (``out=``) must be
+    writable C-contiguous float32 buffers, written in place. Calls on one
+    cache are serialised by a lock.
     """
 
-    def __init__(self, n_kv_heads, n_q_heads, head_dim, capacity, dtype="f32", mode="store",
-                 policy="full", **options):
+    def __init__(self, n_kv_heads: int, n_q_heads: int, head_dim: int, capacity: int, dtype: str = "f32",
+                 mode: str = "store", policy: Union[str, Policy, type, None] = "full", **options: Any) -> None:
         self._h = [None]  # shared with the finalizer
         self._lock = threading.Lock()
         self._owner = None
@@ -264,7 +275,7 @@ class Cache:
             return fn(h, *args)
 
     # ------------------------------------------------------------ lifecycle
-    def close(self):
+    def close(self) -> None:
         """Free the C cache (idempotent). A Python policy's fini runs here."""
         if self._owner == threading.get_ident():
             raise Error(Status.EINVAL, "close called from inside a policy callback of the same "
@@ -280,40 +291,42 @@ class Cache:
     destroy = close
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
+        """True once close() ran (or the context manager exited)."""
         return self._h[0] is None
 
-    def __enter__(self):
+    def __enter__(self) -> "Cache":
+        """``with Cache(...) as c:`` closes the cache when the block ends."""
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self.closed:
             return "<kvc.Cache closed>"
         return "<kvc.Cache %s %s kv=%d q=%d d=%d %d/%d>" % (
             self.policy_name, ("store", "index")[self._mode], self.n_kv_heads, self.n_q_heads,
             self.head_dim, len(self), self.capacity)
 
-    def prepare(self):
+    def prepare(self) -> None:
         """Freeze the options and allocate everything now (the first append does it too)."""
         self._call("prepare", _lib.kvc_cache_prepare)
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget all tokens and policy state; keep options and memory."""
         self._call("reset", _lib.kvc_cache_reset)
         self._last_pos = None
 
     # ------------------------------------------------------------ options
-    def set(self, option, value):
+    def set(self, option: Union[str, int], value: Union[int, str]) -> None:
         """Set an option (name or kvc_option number) before the first append."""
         key = self._option_key(option)
         if key == 0 and isinstance(value, str):
             value = _enum("scope", value, SCOPES)
         self._call("set %s" % _capi.OPTIONS[key], _lib.kvc_cache_set, key, _i64(option, value))
 
-    def get(self, option):
+    def get(self, option: Union[str, int]) -> Union[int, str]:
         """Read an option's value as it is set: an int, or for ``scope`` its
         name (``"head"`` or ``"shared"``), the form ``set`` accepts."""
         key = self._option_key(option)
@@ -326,15 +339,15 @@ class Cache:
         return v.value
 
     @property
-    def options(self):
+    def options(self) -> Dict[str, Union[int, str]]:
         """All options as a dict."""
         return {name: self.get(name) for name in _capi.OPTIONS}
 
-    def set_scale(self, scale):
+    def set_scale(self, scale: float) -> None:
         """Set the attention scale (default 1/sqrt(head_dim))."""
         self._call("set scale", _lib.kvc_cache_set_scale, float(scale))
 
-    def set_param(self, name, value):
+    def set_param(self, name: str, value: Union[float, str]) -> None:
         """Set a policy parameter (a number, or one of its choices by name)."""
         if isinstance(value, str):
             self._check_word(name)
@@ -344,7 +357,8 @@ class Cache:
             self._call("set_param %s" % name, _lib.kvc_cache_set_param,
                        c_string(name, "parameter name"), float(value))
 
-    def get_param(self, name):
+    def get_param(self, name: str) -> float:
+        """Read a policy parameter (a choice reads back as its index)."""
         v = c_double()
         rc = self._query("get_param", _lib.kvc_cache_get_param, c_string(name, "parameter name"),
                          byref(v))
@@ -352,7 +366,7 @@ class Cache:
             raise Error(rc, "policy '%s' has no parameter %r" % (self.policy_name, name))
         return v.value
 
-    def apply_spec(self, options):
+    def apply_spec(self, options: str) -> None:
         """Apply "key=value ..." options all-or-nothing."""
         self._call("apply_spec", _lib.kvc_cache_apply_spec,
                    c_string(options, "options", Status.ESYNTAX))
@@ -384,9 +398,11 @@ class Cache:
             return 0 if self._last_pos is None else self._last_pos + 1
         return _i64("pos", pos)
 
-    def append(self, k, v, pos=None):
-        """Append one token: k and v hold n_kv_heads*head_dim float32 each.
-        pos defaults to the previous position + 1 (0 first)."""
+    def append(self, k: Any, v: Any, pos: Optional[int] = None) -> None:
+        """Append one token (STORE mode): k and v hold n_kv_heads*head_dim
+        values each, any shape (an array-like; float32 C-contiguous input is
+        read in place, anything else copied). pos defaults to the previous
+        position + 1 (0 first)."""
         n = self.n_kv_heads * self.head_dim
         mk, ka, _ = _buffers.f32(k, "k", n)
         mv, va, _ = _buffers.f32(v, "v", n)
@@ -400,9 +416,11 @@ class Cache:
         self._last_pos = pos
         del mk, mv
 
-    def attend(self, q, out=None):
-        """Decode attention of q (n_q_heads*head_dim float32) over the resident
-        tokens; returns `out` (allocated when not given: a numpy array if q is one)."""
+    def attend(self, q: Any, out: Any = None) -> Any:
+        """Decode attention of q (n_q_heads*head_dim values, an array-like) over
+        the resident tokens; returns `out`, a writable float32 buffer written in
+        place (allocated when not given: a numpy array shaped like q if q is one,
+        else array('f'))."""
         n = self.n_q_heads * self.head_dim
         mq, qa, _ = _buffers.f32(q, "q", n)
         if out is None:
@@ -418,7 +436,7 @@ class Cache:
         del mq, mo
         return out
 
-    def read(self, kv_head, slot):
+    def read(self, kv_head: int, slot: int) -> Tuple[Any, Any]:
         """Copy the stored K and V rows of a resident token as float32: (k, v)."""
         _u32("kv_head", kv_head)
         _u32("slot", slot)
@@ -431,7 +449,7 @@ class Cache:
         return k, v
 
     # ------------------------------------------------------------ INDEX mode
-    def reserve(self, pos=None, k=None, v=None):
+    def reserve(self, pos: Optional[int] = None, k: Any = None, v: Any = None) -> "Reservation":
         """Make room for a token and say where to write it: returns
         Reservation(slots, evicted) with one entry per group. k and v are
         needed when the policy uses key or value statistics."""
@@ -463,7 +481,7 @@ class Cache:
                         for g in range(groups))
         return Reservation(tuple(slots), evicted)
 
-    def observe(self, group, mass):
+    def observe(self, group: int, mass: Any) -> None:
         """Report attention mass per slot (float32, at most capacity values) for a group."""
         _u32("group", group)
         mm, ma, n = _buffers.f32(mass, "mass")
@@ -473,40 +491,46 @@ class Cache:
         del mm
 
     # ------------------------------------------------------------ introspection
-    def __len__(self):
+    def __len__(self) -> int:
+        """Resident tokens per group."""
         return self._query("len", _lib.kvc_cache_len)
 
     @property
-    def capacity(self):
+    def capacity(self) -> int:
+        """Slots per eviction group."""
         return self._query("capacity", _lib.kvc_cache_capacity)
 
     @property
-    def groups(self):
+    def groups(self) -> int:
         """Eviction groups: n_kv_heads in head scope, 1 in shared scope."""
         return self._query("groups", _lib.kvc_cache_groups)
 
     @property
-    def max_evictions(self):
+    def max_evictions(self) -> int:
+        """Positions one append or reserve may evict per group (chunk * block)."""
         return self._query("max_evictions", _lib.kvc_cache_max_evictions)
 
     @property
-    def dtype(self):
+    def dtype(self) -> str:
+        """K/V storage type: "f32", "f16" or "bf16"."""
         return _DTYPE_NAMES[self._dtype]
 
     @property
-    def mode(self):
+    def mode(self) -> str:
+        """ "store" (the cache holds K/V) or "index" (the engine does)."""
         return ("store", "index")[self._mode]
 
     @property
-    def policy_name(self):
+    def policy_name(self) -> str:
+        """Name of the cache's policy."""
         return self._query("policy_name", _lib.kvc_cache_policy_name).decode()
 
     @property
-    def policy(self):
+    def policy(self) -> Optional[Policy]:
         """The Python policy instance, or None for a built-in policy."""
         return self._pypol
 
-    def positions(self, group=0):
+    def positions(self, group: int = 0) -> List[int]:
         """Slot -> position map of a group (-1 for empty slots), as a list."""
         _u32("group", group)
         buf = (c_int64 * self.capacity)()
@@ -516,7 +540,7 @@ class Cache:
         return list(buf)
 
     @property
-    def stats(self):
+    def stats(self) -> "Stats":
         """Cumulative Stats(appends, evictions, attends)."""
         s = _capi.kvc_stats()
         rc = self._query("stats", _lib.kvc_cache_stats, byref(s))
@@ -525,14 +549,15 @@ class Cache:
         return Stats(s.appends, s.evictions, s.attends)
 
     @property
-    def last_error(self):
+    def last_error(self) -> str:
         """kvc_cache_last_error: detail of the last failure on this cache."""
         return self._query("last_error", _lib.kvc_cache_last_error).decode(errors="replace")
 
 
-def attention(q, k, v, *, n_q_heads, n_kv_heads, head_dim, n_keys=None, dtype="f32",
-              row_stride=None, head_stride=None, scale=0.0, out=None, weights=None,
-              kv_range=None):
+def attention(q: Any, k: Any, v: Any, *, n_q_heads: int, n_kv_heads: int, head_dim: int,
+              n_keys: Optional[int] = None, dtype: str = "f32", row_stride: Optional[int] = None,
+              head_stride: Optional[int] = None, scale: float = 0.0, out: Any = None, weights: Any = None,
+              kv_range: Optional[Tuple[int, int]] = None) -> Any:
     """The standalone decode-attention kernel over your own K/V.
 
     q and out: n_q_heads*head_dim float32. k and v: float32 for dtype "f32";

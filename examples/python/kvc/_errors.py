@@ -11,7 +11,7 @@ Status.__doc__ = "libkvc status codes (KVC_OK, KVC_EINVAL, ...) without the KVC_
 Status.__module__ = "kvc"
 
 
-def strerror(code):
+def strerror(code: int) -> str:
     """The C library's one-line description of a status code."""
     return _capi.lib.kvc_strerror(int(code)).decode()
 

@@ -30,12 +30,15 @@ A policy never calls back into its cache (the C contract); the binding
 enforces it by refusing such calls.
 """
 
+from __future__ import annotations
+
 import ctypes
 import operator
 import re
 from array import array
 from collections import namedtuple
 from ctypes import c_char_p, c_float
+from typing import Any, Optional, Sequence
 
 from . import _capi
 from ._errors import Error, Status, c_string, invalid, wrong_type
@@ -55,8 +58,14 @@ Param.__new__.__defaults__ = (None, "")
 Param.__doc__ = ("A numeric parameter of a Python policy: set through Cache(..., name=value), "
                  "set_param() or a spec; `choices` names the values 0, 1, 2, ...")
 Token = namedtuple("Token", "pos seq key_norm value_range value_l1")
+Token.__doc__ = ("Facts about a token, computed once when it is inserted: its position, insertion "
+                 "index, and the key L2 norm / value range / value L1 norm its policy asked for "
+                 "(NEED_KEY_STATS, NEED_VALUE_STATS; 0 otherwise), averaged over the group's kv heads.")
 PolicyContext = namedtuple("PolicyContext", "n_groups capacity head_dim q_per_group block chunk "
                                             "sink recent mode params rng")
+PolicyContext.__doc__ = ("What a policy's init learns about its cache: groups, capacity, head_dim, "
+                         "query heads per group, block, chunk, sink, recent, mode ('store' or "
+                         "'index'), its parameters by name, and the cache's Rng.")
 SelectRequest = namedtuple("SelectRequest", "group candidates n_victims block positions "
                                             "window_score rng")
 SelectRequest.__doc__ = ("One eviction: choose `n_victims` distinct entries of `candidates` (the "
@@ -82,15 +91,15 @@ class Rng:
             raise Error(Status.ESTATE, "cache is closed: its generator is gone")
         return self._p
 
-    def next(self):
+    def next(self) -> int:
         """The next 64 random bits."""
         return _capi.lib.kvc_rng_next(self._ptr())
 
-    def uniform(self):
+    def uniform(self) -> float:
         """A uniform float in [0, 1)."""
         return _capi.lib.kvc_rng_uniform(self._ptr())
 
-    def below(self, bound):
+    def below(self, bound: int) -> int:
         """A uniform integer in [0, bound), without modulo bias."""
         if not 0 <= bound < 2 ** 32:
             raise invalid("bound must be in [0, 2**32)")
@@ -151,7 +160,7 @@ class Policy:
     close...), serialised per cache, and must not call that cache.
     """
 
-    name = None
+    name: Optional[str] = None
     needs = 0
     default_sink = 0
     default_recent = 0
@@ -160,27 +169,27 @@ class Policy:
     params = ()
 
     # --- the methods a policy may define --------------------------------
-    def init(self, ctx):
+    def init(self, ctx: PolicyContext) -> None:
         """(Re)initialise for a cache: ctx is a :class:`kvc.PolicyContext`."""
 
-    def on_insert(self, group, slot, token):
+    def on_insert(self, group: int, slot: int, token: Token) -> None:
         """A token (:class:`kvc.Token`) entered `slot` of `group`."""
 
-    def on_attend(self, group, mass):
+    def on_attend(self, group: int, mass: Any) -> None:
         """One step of attention mass for `group`, indexed by slot (array('f'))."""
 
-    def score(self, group, slots):
+    def score(self, group: int, slots: Sequence[int]) -> Sequence[float]:
         """Return one keep-score per slot (higher = keep); the lowest units go."""
         raise NotImplementedError
 
-    def select(self, request):
+    def select(self, request: SelectRequest) -> Sequence[int]:
         """Return `request.n_victims` distinct candidates to evict."""
         raise NotImplementedError
 
-    def on_move(self, group, src, dst):
+    def on_move(self, group: int, src: int, dst: int) -> None:
         """STORE mode: the resident of slot `src` moved to slot `dst`."""
 
-    def fini(self):
+    def fini(self) -> None:
         """The cache is closed or reset."""
 
     # --- binding machinery ----------------------------------------------

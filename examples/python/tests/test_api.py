@@ -153,3 +153,33 @@ def test_discovery_order(tmp_path):
     r = _probe({"KVC_LIBRARY": None, "PKG_CONFIG_PATH": str(tmp_path),
                 "PKG_CONFIG_LIBDIR": str(tmp_path)})
     assert r.returncode == 0 and r.stdout.splitlines() == ["build tree", lib], (r.stdout, r.stderr)
+
+
+def test_every_public_member_is_documented_and_typed():
+    import inspect
+    import typing
+    missing, untyped = [], []
+    for name in kvc.__all__:
+        obj = getattr(kvc, name)
+        if isinstance(obj, (int, str)):
+            continue
+        if not (getattr(obj, "__doc__", None) or "").strip():
+            missing.append(name)
+        if inspect.isfunction(obj) and not typing.get_type_hints(obj):
+            untyped.append(name)
+        if inspect.isclass(obj):
+            for m, member in vars(obj).items():
+                if m.startswith("_") and m not in ("__init__", "__len__", "__enter__"):
+                    continue
+                fn = member.fget if isinstance(member, property) else member
+                if not callable(fn) or isinstance(member, type):
+                    continue
+                if not (getattr(fn, "__doc__", None) or "").strip() and m != "__init__":
+                    missing.append("%s.%s" % (name, m))
+                if obj in (kvc.Cache, kvc.Policy, kvc.Rng) and inspect.isfunction(fn) and \
+                        "return" not in typing.get_type_hints(fn):
+                    untyped.append("%s.%s" % (name, m))
+    assert not missing, "undocumented: %s" % ", ".join(missing)
+    assert not untyped, "no type hints: %s" % ", ".join(untyped)
+    import os
+    assert os.path.exists(os.path.join(os.path.dirname(kvc.__file__), "py.typed"))
