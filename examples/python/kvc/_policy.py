@@ -83,7 +83,7 @@ class Rng:
 
     __slots__ = ("_p",)
 
-    def __init__(self, ptr):
+    def __init__(self, ptr: Any) -> None:
         self._p = ptr
 
     def _ptr(self):
