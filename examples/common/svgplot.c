@@ -13,6 +13,16 @@ enum { MAX_LABELS = 64 };
 static const char *const palette[] = {"#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7",
                                       "#56b4e9", "#8b5a2b", "#000000", "#999999", "#f0e442"};
 
+/* Style of label i: a colour, then past ten labels a dash pattern and square markers. */
+static const char *colour(int i) { return palette[i % 10]; }
+static const char *dash(int i) { return i / 10 % 3 == 1 ? " stroke-dasharray=\"7,3\"" : i / 10 % 3 == 2 ? " stroke-dasharray=\"2,2\"" : ""; }
+static void marker(FILE *f, int i, double x, double y) {
+    if (i / 10 % 2)
+        fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"6.4\" height=\"6.4\" fill=\"%s\"/>\n", x - 3.2, y - 3.2, colour(i));
+    else
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.2\" fill=\"%s\"/>\n", x, y, colour(i));
+}
+
 static void text(FILE *f, const char *s) {
     for (; s && *s; s++) {
         switch (*s) {
@@ -125,7 +135,7 @@ static void y_ticks(FILE *f, const frame *r) {
     }
     double st = nice_step(r->ymax - r->ymin, 5);
     int digits = st >= 1 ? 0 : (int)ceil(-log10(st) - 1e-9);
-    for (double v = r->ymin; v <= r->ymax + st * 1e-6; v += st) {
+    for (double v = ceil(r->ymin / st - 1e-9) * st; v <= r->ymax + st * 1e-6; v += st) {
         hline(f, r, fy(r, v));
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"12\">%.*f</text>\n", r->x0 - 6,
                 fy(r, v) + 4, digits, fabs(v) < st * 1e-6 ? 0.0 : v);
@@ -198,15 +208,17 @@ static void legend(FILE *f, const frame *r, const svgplot_panel *p, const char *
     for (int s = 0; s < p->n_series; s++) {
         const char *lab = p->series[s].label ? p->series[s].label : "";
         double y = by + 13 + 17.0 * s;
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n",
-                bx + 6, y - 4, bx + 26, y - 4, palette[colour_of(labels, nl, lab) % 10]);
+        int st = colour_of(labels, nl, lab);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"%s/>\n",
+                bx + 6, y - 4, bx + 26, y - 4, colour(st), dash(st));
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", bx + 30, y);
         text(f, lab);
         fprintf(f, "</text>\n");
     }
 }
 
-static void draw_panel(FILE *f, const svgplot_panel *p, int id, double cx, double cy, const char **labels, int *nl) {
+static void draw_panel(FILE *f, const svgplot_panel *p, int id, double cx, double cy, const char **labels, int *nl,
+                       int own_legend) {
     frame r = {cx + MARGIN_L, cy + MARGIN_T, 0, 0, 0, 0, p->logx, p->logy};
     fit(p, 0, &r.xmin, &r.xmax);
     fit(p, 1, &r.ymin, &r.ymax);
@@ -247,8 +259,9 @@ static void draw_panel(FILE *f, const svgplot_panel *p, int id, double cx, doubl
     fprintf(f, "<g clip-path=\"url(#plot%d)\">\n", id);
     for (int s = 0; s < p->n_series; s++) {
         const svgplot_series *se = &p->series[s];
-        const char *col = palette[colour_of(labels, nl, se->label ? se->label : "") % 10];
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
+        int sty = colour_of(labels, nl, se->label ? se->label : "");
+        const char *col = colour(sty);
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", col, dash(sty));
         for (int i = 0; i < se->n; i++)
             if (usable(r.logx, se->x[i]) && usable(r.logy, se->y[i]))
                 fprintf(f, "%.1f,%.1f ", fx(&r, se->x[i]), fy(&r, se->y[i]));
@@ -265,11 +278,26 @@ static void draw_panel(FILE *f, const svgplot_panel *p, int id, double cx, doubl
                         "stroke-width=\"1.3\" fill=\"none\"/>\n",
                         X, Y0, Y1, X - 4, Y0, X + 4, X - 4, Y1, X + 4, col);
             }
-            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.2\" fill=\"%s\"/>\n", X, fy(&r, y), col);
+            marker(f, sty, X, fy(&r, y));
         }
     }
     fprintf(f, "</g>\n");
-    legend(f, &r, p, labels, nl);
+    if (own_legend) legend(f, &r, p, labels, nl);
+}
+
+/* One legend for the figure: every label in style order, in a column at x. */
+static void figure_legend(FILE *f, double x, double y, double w, const char **labels, int nl) {
+    double h = 8 + 17.0 * nl;
+    fprintf(f, "<rect class=\"legend\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"white\" stroke=\"#bbb\"/>\n",
+            x, y, w, h);
+    for (int i = 0; i < nl; i++) {
+        double ly = y + 13 + 17.0 * i;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"%s/>\n",
+                x + 6, ly - 4, x + 26, ly - 4, colour(i), dash(i));
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", x + 30, ly);
+        text(f, labels[i]);
+        fprintf(f, "</text>\n");
+    }
 }
 
 int svgplot_write(FILE *f, const svgplot_figure *fig, const svgplot_panel *panels, int n_panels) {
@@ -288,7 +316,19 @@ int svgplot_write(FILE *f, const svgplot_figure *fig, const svgplot_panel *panel
     for (int k = 0; k < n_panels; k++) note |= panels[k].note != NULL;
     double cell_w = MARGIN_L + PLOT_W + MARGIN_R, cell_h = MARGIN_T + PLOT_H + MARGIN_B + (note ? NOTE_H : 0);
     double head = (fig->title ? 30 : 8) + (fig->subtitle ? 18 : 0);
-    double W = cols * cell_w + 10, H = head + rows * cell_h + 6;
+    /* the figure legend's labels: every series label, in the order styles are given */
+    const char *labels[MAX_LABELS];
+    int nl = 0;
+    size_t longest = 0;
+    for (int k = 0; k < n_panels; k++)
+        for (int s = 0; s < panels[k].n_series; s++) {
+            const char *lab = panels[k].series[s].label ? panels[k].series[s].label : "";
+            colour_of(labels, &nl, lab);
+            if (strlen(lab) > longest) longest = strlen(lab);
+        }
+    double leg_w = fig->legend_right ? 40 + 6.8 * (double)longest : 0;
+    double W = cols * cell_w + 10 + (fig->legend_right ? leg_w + 10 : 0), H = head + rows * cell_h + 6;
+    if (fig->legend_right && H < head + MARGIN_T + 8 + 17.0 * nl + 10) H = head + MARGIN_T + 8 + 17.0 * nl + 10;
     fprintf(f,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %.0f %.0f\" width=\"100%%\" "
             "font-family=\"Helvetica, Arial, sans-serif\">\n",
@@ -305,10 +345,10 @@ int svgplot_write(FILE *f, const svgplot_figure *fig, const svgplot_panel *panel
         text(f, fig->subtitle);
         fprintf(f, "</text>\n");
     }
-    const char *labels[MAX_LABELS];
-    int nl = 0;
     for (int k = 0; k < n_panels; k++)
-        draw_panel(f, &panels[k], k, 5 + (k % cols) * cell_w, head + (double)(k / cols) * cell_h, labels, &nl);
+        draw_panel(f, &panels[k], k, 5 + (k % cols) * cell_w, head + (double)(k / cols) * cell_h, labels, &nl,
+                   !fig->legend_right);
+    if (fig->legend_right) figure_legend(f, 5 + cols * cell_w + 5, head + MARGIN_T, leg_w, labels, nl);
     fprintf(f, "</svg>\n");
     return ferror(f) ? -1 : 0;
 }

@@ -5,14 +5,16 @@
  * and series of points (x, y, and optionally the standard error of y, drawn
  * as error bars). The SVG scales to its container (viewBox, width 100%);
  * every panel carries its own legend inside its plot area, in the corner
- * that hides the fewest points. Series with the same label get the same
- * colour in every panel of a figure.
+ * that hides the fewest points, or the figure has one legend right of its
+ * panels (legend_right). Series with the same label get the same style
+ * (colour; past ten labels also a dash pattern and square markers) in every
+ * panel of a figure.
  *
  *     svgplot_series s = {"vase", 4, budgets, kl, kl_se};
  *     svgplot_panel p = {.title = "KL", .xlabel = "budget", .ylabel = "nats",
  *                        .logx = 1, .logy = 1, .ymin = NAN, .ymax = NAN,
  *                        .series = &s, .n_series = 1};
- *     svgplot_figure fig = {"Eviction policies", NULL, 2};
+ *     svgplot_figure fig = {"Eviction policies", NULL, 2, 0};
  *     svgplot_write(stdout, &fig, &p, 1);
  */
 #ifndef SVGPLOT_H
@@ -45,6 +47,8 @@ typedef struct {
     const char *title;    /* NULL, or the figure's title */
     const char *subtitle; /* NULL, or a smaller line under it */
     int columns;          /* panels per row (<= 0: all in one row) */
+    int legend_right;     /* 0: a legend inside each panel; 1: one legend for the
+                             whole figure, right of the panels (many series) */
 } svgplot_figure;
 
 /* Write the figure as one SVG document. Returns 0, or -1 if the stream

@@ -47,7 +47,7 @@ int main(void) {
         {"KL", "budget", "nats", 1, 1, NAN, NAN, x, 4, kl, 2, "a note"},
         {"top-1", "budget", "agreement", 1, 0, NAN, NAN, NULL, 0, t1, 2, NULL},
     };
-    svgplot_figure fig = {"Title", "subtitle", 2};
+    svgplot_figure fig = {"Title", "subtitle", 2, 0};
     int rc = -2;
     char *s = render(&fig, p, 2, &rc);
     if (!s) {
@@ -87,6 +87,43 @@ int main(void) {
     }
     check(legends == 2, "each legend inside its plot area");
     free(s);
+
+    /* many series, one legend right of the panels: every label once, nothing over a plot area */
+    {
+        static char names[12][8];
+        static double ys[12][4];
+        svgplot_series many[12];
+        for (int i = 0; i < 12; i++) {
+            snprintf(names[i], sizeof names[i], "pol%02d", i);
+            for (int j = 0; j < 4; j++) ys[i][j] = 0.01 * (i + 1) / (j + 1);
+            many[i] = (svgplot_series){names[i], 4, x, ys[i], NULL};
+        }
+        svgplot_panel mp[2] = {{"a", "x", "y", 1, 1, NAN, NAN, x, 4, many, 12, NULL},
+                               {"b", "x", "y", 1, 0, NAN, NAN, x, 4, many, 6, NULL}};
+        svgplot_figure mf = {NULL, NULL, 2, 1};
+        s = render(&mf, mp, 2, &rc);
+        check(s && rc == 0, "legend_right figure written");
+        if (s) {
+            const char *lg = strstr(s, "class=\"legend\"");
+            double lx = 0, ly = 0, lw = 0, lh = 0, W2 = 0, H2 = 0, right = 0;
+            check(lg && sscanf(lg, "class=\"legend\" x=\"%lf\" y=\"%lf\" width=\"%lf\" height=\"%lf\"", &lx, &ly, &lw,
+                               &lh) == 4, "one figure legend");
+            sscanf(strstr(s, "viewBox=\"") + 9, "0 0 %lf %lf", &W2, &H2);
+            for (const char *t = strstr(s, "stroke=\"#444\""); t; t = strstr(t + 1, "stroke=\"#444\"")) {
+                const char *r = t;
+                double fx, fy, fw, fh;
+                while (r > s && strncmp(r, "<rect", 5)) r--;
+                if (sscanf(r, "<rect x=\"%lf\" y=\"%lf\" width=\"%lf\" height=\"%lf\"", &fx, &fy, &fw, &fh) == 4 &&
+                    fx + fw > right)
+                    right = fx + fw;
+            }
+            check(lx > right && lx + lw <= W2 && ly + lh <= H2, "figure legend right of every plot, inside the view");
+            check(count(s, "fill-opacity") == 0, "no legend inside the panels");
+            check(count(s, ">pol11<") == 1 && count(s, ">pol00<") == 1, "each label once");
+            check(count(s, "stroke-dasharray") >= 3, "labels past ten get a dash pattern");
+            free(s);
+        }
+    }
 
     /* bad input */
     svgplot_series broken = {"x", 2, NULL, a, NULL};

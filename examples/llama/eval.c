@@ -508,7 +508,7 @@ static int write_svg(FILE *f, const ctx *c, const summary *sm, const uint32_t *b
     snprintf(title, sizeof title, "Eviction policies vs the full cache: %s", c->model_name);
     snprintf(sub, sizeof sub, "%d teacher-forced sequences of %d tokens; error bars: one standard error over sequences",
              c->seqs, c->len);
-    svgplot_figure fig = {title, sub, 2};
+    svgplot_figure fig = {title, sub, 2, 1}; /* a dozen policies: one legend beside the panels */
     return svgplot_write(f, &fig, p, np);
 }
 
