@@ -201,6 +201,12 @@ HELP_LINES += \
   "clean|remove the build" \
   "help|this list"
 
+# For examples/python/setup.py: every library source of this machine and its
+# ISA flags, one per line, so the Python build never keeps a list of its own.
+.PHONY: lib-sources
+lib-sources:
+	@$(foreach s,$(LIB_SRC),echo '$(s) $(ISA_FLAGS_$(basename $(notdir $(s))))';)
+
 help:
 	@printf 'make TARGET, where TARGET is one of:\n'
 	@for l in $(HELP_LINES); do printf '  %-15s %s\n' "$${l%%|*}" "$${l#*|}"; done

@@ -1,16 +1,16 @@
 """Build libkvc's C sources into the package (kvc/libkvc.so), loaded by ctypes.
 
 `pip install examples/python` from a libkvc source tree compiles lib/*.c
-(libc and libm only; each ISA kernel with its own flags, as the Makefile
-does) with the C compiler Python was built with. Nothing is downloaded
+(libc and libm only; the sources and each ISA kernel's flags as the
+Makefile lists them, `make lib-sources`) with the C compiler Python was
+built with. Nothing is downloaded
 (offline: add --no-build-isolation). Outside a source tree (no ../../lib),
 the package is pure Python and uses an installed libkvc (pkg-config or
 KVC_LIBRARY); so does KVC_PYTHON_BUNDLE=0.
 """
 
-import glob
 import os
-import platform
+import subprocess
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -19,27 +19,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, os.pardir, os.pardir))
 LIB = os.path.join(ROOT, "lib")
 
-# Per-file flags of the ISA kernels (the Makefile's ISA_FLAGS_*).
-ISA_FLAGS = {
-    "avx2.c": ["-mavx2", "-mfma", "-mf16c"],
-    "avx512.c": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c"],
-    "neon.c": [],
-}
-
-
 def sources():
-    """libkvc's translation units for this machine, or [] outside a source tree."""
+    """(path relative to setup.py, extra flags) of libkvc's translation units for
+    this machine, as the Makefile lists them (`make lib-sources`: one list of
+    sources and ISA flags), or [] outside a source tree."""
     if os.environ.get("KVC_PYTHON_BUNDLE", "1") == "0" or not os.path.isfile(os.path.join(LIB, "cache.c")):
         return []
-    srcs = sorted(glob.glob(os.path.join(LIB, "*.c")))
-    srcs += [os.path.join(LIB, "attn", f) for f in ("dispatch.c", "scalar.c")]
-    machine = platform.machine().lower()
-    if machine in ("x86_64", "amd64"):
-        srcs += [os.path.join(LIB, "attn", f) for f in ("avx2.c", "avx512.c")]
-    elif machine in ("aarch64", "arm64"):
-        srcs += [os.path.join(LIB, "attn", "neon.c")]
-    # setuptools wants paths relative to setup.py; build_extension makes them absolute again
-    return [os.path.relpath(p, HERE).replace(os.sep, "/") for p in srcs]
+    try:
+        out = subprocess.run(["make", "-s", "--no-print-directory", "-C", ROOT, "lib-sources"],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SystemExit("kvc: cannot list libkvc's sources with `make -C %s lib-sources` (%s); install make, "
+                         "or build without them: KVC_PYTHON_BUNDLE=0 pip install ... and an installed libkvc"
+                         % (ROOT, e))
+    srcs = []
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0].endswith(".c"):
+            # setuptools wants paths relative to setup.py; build_extension makes them absolute again
+            srcs.append((os.path.relpath(os.path.join(ROOT, parts[0]), HERE).replace(os.sep, "/"), parts[1:]))
+    if not srcs:
+        raise SystemExit("kvc: `make lib-sources` listed no sources")
+    return srcs
 
 
 class BuildLibkvc(build_ext):
@@ -59,7 +60,7 @@ class BuildLibkvc(build_ext):
         for rel in ext.sources:
             # absolute, so the objects land under build_temp, never beside the sources
             src = os.path.normpath(os.path.join(HERE, rel))
-            flags = common + ISA_FLAGS.get(os.path.basename(src), []) if "attn" in src else common
+            flags = common + FLAGS.get(rel, [])
             objects += self.compiler.compile([src], output_dir=self.build_temp,
                                              include_dirs=[os.path.normpath(os.path.join(HERE, d)) for d in ext.include_dirs],
                                              extra_postargs=flags)
@@ -70,8 +71,9 @@ class BuildLibkvc(build_ext):
 
 
 srcs = sources()
+FLAGS = dict(srcs)
 ext_modules = []
 if srcs:
-    ext_modules = [Extension("kvc.libkvc", sources=srcs, include_dirs=["../../include", "../../lib"])]
+    ext_modules = [Extension("kvc.libkvc", sources=[p for p, _ in srcs], include_dirs=["../../include", "../../lib"])]
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildLibkvc})
