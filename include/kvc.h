@@ -239,6 +239,14 @@ typedef enum kvc_scope {
  * | KVC_OPT_BLOCK        | block        | 1 .. capacity, divides the capacity | 1 |
  * | KVC_OPT_SEED         | seed         | any int64 | 0 |
  * | KVC_OPT_QUERY_WINDOW | query_window | 1 .. 4096 | 64 |
+ * | KVC_OPT_PROTECT      | protect      | 0 .. INT64_MAX | 0 |
+ * | KVC_OPT_PREFILL_MAX  | prefill_max  | 0 .. INT32_MAX | 0: no scratch, prefill refused |
+ *
+ * `protect` pins every token at a position below it (since positions
+ * increase, those are among the first `protect` tokens: the room check
+ * counts max(sink, protect) of them). `prefill_max` sizes the scratch of
+ * kvc_cache_prefill() and kvc_cache_prefill_index() at prepare: about
+ * 16 + 8 x groups bytes per token, plus 64 x `prefill_max` bytes in STORE mode.
  */
 #define KVC_OPTION_LIST(X)                                                                                          \
     X(KVC_OPT_SCOPE, 0, "scope", 0, 1, "head|shared", "::kvc_scope: what has its own budget.")                      \
@@ -251,7 +259,11 @@ typedef enum kvc_scope {
       "Tokens per eviction unit (aligned block of slots); must divide the capacity.")                              \
     X(KVC_OPT_SEED, 5, "seed", INT64_MIN, INT64_MAX, NULL, "Seed of the cache's random generator.")                 \
     X(KVC_OPT_QUERY_WINDOW, 6, "query_window", 1, 4096, NULL,                                                       \
-      "Queries remembered for ::KVC_NEED_QUERY_WINDOW policies (STORE mode).")
+      "Queries remembered for ::KVC_NEED_QUERY_WINDOW policies (STORE mode).")                                     \
+    X(KVC_OPT_PROTECT, 7, "protect", 0, INT64_MAX, NULL,                                                            \
+      "Tokens at a position below `protect` are never evicted, in prefill and decode (e.g. a system prompt).")     \
+    X(KVC_OPT_PREFILL_MAX, 8, "prefill_max", 0, INT32_MAX, NULL,                                                    \
+      "Longest prompt kvc_cache_prefill() and kvc_cache_prefill_index() accept; their scratch is sized at prepare.")
 
 /** @cond KVC_INTERNAL */
 #define KVC__OPTION_ENUM(name, value, key, min, max, choices, doc) name = value,
@@ -318,7 +330,8 @@ KVC_API uint32_t kvc_rng_below(kvc_rng *rng, uint32_t bound);
  *    most recently appended ones: they are never offered as candidates.
  *  - Slots are `[0, capacity)` per group. In STORE mode residents are dense
  *    in `[0, len)`; an eviction refills the hole by moving the last
- *    resident in, and the policy is told through `on_move`. Evictions are
+ *    resident in, and the policy is told through `on_move` (as it is of the
+ *    moves of kvc_cache_compact() in INDEX mode). Evictions are
  *    not announced: a freed slot keeps whatever the policy stored for it
  *    until `on_insert` reuses it.
  *  - To evict, the core uses `select` if present, otherwise `score`; a policy
@@ -393,7 +406,26 @@ typedef struct kvc_policy_ctx {
     void *user;               /**< kvc_policy::user of the cache's copy of the policy. */
     uint32_t kv_heads;        /**< kv heads in one group: 1 in head scope, n_kv_heads in shared scope (since 0.2). */
     float scale;              /**< The cache's attention logit scale (since 0.2). */
+    uint32_t prefill_max;     /**< ::KVC_OPT_PREFILL_MAX: the most tokens a kvc_policy::prefill request holds. */
 } kvc_policy_ctx;
+
+/**
+ * One prefill request, passed to kvc_policy::prefill: which of a prompt's
+ * tokens a group drops. Tokens are indexed in prompt order (0 = oldest).
+ */
+typedef struct kvc_prefill {
+    uint32_t group;             /**< Group that chooses. */
+    uint32_t n_tokens;          /**< Tokens in the prompt (at most kvc_policy_ctx::prefill_max). */
+    const kvc_token *tokens;    /**< Per token: position, insertion index (= its index) and the statistics in `needs`. */
+    const float *score;         /**< Per token: attention of the observation window (STORE: mean softmax weight of
+                                     the window queries over the prompt, causal, mean over the group's query heads;
+                                     INDEX: the engine's scores), or NULL when the call had none. */
+    uint32_t n_window;          /**< The last `n_window` tokens are the observation window (always kept). */
+    uint32_t n_candidates;      /**< Tokens that may be dropped. */
+    const uint32_t *candidates; /**< Their indices, increasing (protected tokens are not offered). */
+    uint32_t n_victims;         /**< Tokens to drop: n_tokens - capacity. */
+    kvc_rng *rng;               /**< The cache's generator. */
+} kvc_prefill;
 
 /** One eviction request, passed to kvc_policy::select. */
 typedef struct kvc_select {
@@ -446,7 +478,8 @@ typedef struct kvc_policy {
     void (*score)(void *state, uint32_t group, const uint32_t *slots, uint32_t n, float *keep);
     /** Choose `req->n_victims` distinct units from `req->candidates` into `victims`. Optional; wins over `score`. */
     int (*select)(void *state, const kvc_select *req, uint32_t *victims);
-    /** The resident in slot `from` of `group` moved to slot `to` (STORE mode). Optional. */
+    /** The resident in slot `from` of `group` moved to slot `to` (STORE-mode evictions, INDEX-mode
+        kvc_cache_compact()). Optional. */
     void (*on_move)(void *state, uint32_t group, uint32_t from, uint32_t to);
     /** Release anything init acquired. Optional. */
     void (*fini)(void *state);
@@ -456,6 +489,17 @@ typedef struct kvc_policy {
     void *user;
     /** Default of ::KVC_OPT_QUERY_WINDOW; 0 means 64. Since 0.2. */
     uint32_t default_query_window;
+    /**
+     * Choose the `req->n_victims` prompt tokens a compressed prefill drops
+     * (distinct entries of `req->candidates`, checked like `select`).
+     * Optional (added in 0.2: a policy compiled against 0.1 has a smaller
+     * `struct_size` and reads as NULL). When NULL, the core drops the
+     * candidates with the lowest `req->score` (ties: the older goes), or the
+     * oldest when there is no score. Called before the kept tokens reach
+     * `on_insert`, so per-slot state must not be touched here; the scores
+     * of the kept tokens then reach `on_attend` as one attention step.
+     */
+    int (*prefill)(void *state, const kvc_prefill *req, uint32_t *victims);
 } kvc_policy;
 
 /** Never evicts; appending to a full cache fails with ::KVC_EFULL. */
@@ -528,9 +572,20 @@ KVC_API const kvc_policy *kvc_policy_scissorhands(void);
 KVC_API const kvc_policy *kvc_policy_keyformer(void);
 
 /**
+ * SnapKV (Li et al. 2024, arXiv 2404.14469): prompt compression by the observation window.
+ * Prefill keeps the observation window and the prompt tokens with the largest attention from
+ * it, after 1-D pooling over neighbouring positions (`kernel`, default 7; `pool` max|avg,
+ * default max, as in SnapKV's LongBench configuration). Decode re-applies the same rule at
+ * each eviction: STORE mode scores candidates with the last ::KVC_OPT_QUERY_WINDOW queries,
+ * INDEX mode with the mass observed since the group's previous eviction; deterministic, the
+ * lowest pooled score goes. Defaults: recent 32 (the window is kept), chunk 32, sink 0.
+ */
+KVC_API const kvc_policy *kvc_policy_snapkv(void);
+
+/**
  * Look a built-in policy up by name ("full", "window", "sink", "random",
  * "h2o", "tova", "knorm", "vatp", "vase", "vase_dkv", "rkv", "keydiff",
- * "scissorhands", "keyformer").
+ * "scissorhands", "keyformer", "snapkv").
  * @return the policy, or NULL if `name` is NULL or unknown.
  */
 KVC_API const kvc_policy *kvc_policy_by_name(const char *name);
@@ -579,6 +634,19 @@ KVC_API int kvc_cache_create(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_
 KVC_API int kvc_cache_create_spec(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, uint32_t head_dim,
                                   uint32_t capacity, kvc_dtype dtype, kvc_mode mode, const char *spec,
                                   const kvc_allocator *alloc);
+
+/**
+ * As kvc_cache_create_spec(), and on failure write what exactly was wrong into `err`
+ * (there is no cache to ask kvc_cache_last_error()), e.g. "unknown key 'recnet' for
+ * policy 'h2o' (did you mean 'recent'?): ...". On success `err` holds "".
+ * @param out, n_kv_heads, n_q_heads, head_dim, capacity, dtype, mode, spec, alloc as kvc_cache_create_spec().
+ * @param err      NULL, or a buffer of `err_size` bytes; the message is truncated to fit and NUL-terminated.
+ * @param err_size bytes in `err` (256 is always enough).
+ * @return as kvc_cache_create_spec().
+ */
+KVC_API int kvc_cache_create_spec_err(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, uint32_t head_dim,
+                                      uint32_t capacity, kvc_dtype dtype, kvc_mode mode, const char *spec,
+                                      const kvc_allocator *alloc, char *err, size_t err_size);
 
 /** Destroy a cache and free everything it allocated. NULL is accepted. */
 KVC_API void kvc_cache_destroy(kvc_cache *cache);
@@ -726,6 +794,36 @@ KVC_API int kvc_cache_attend_finish(kvc_cache *cache, const float *q);
  * @return ::KVC_OK, ::KVC_EINVAL, ::KVC_EMODE, ::KVC_ERANGE (empty slot or out of range).
  */
 KVC_API int kvc_cache_read(const kvc_cache *cache, uint32_t kv_head, uint32_t slot, float *k, float *v);
+
+/**
+ * Take a whole prompt in one call (prefill compression, SnapKV style) into
+ * an empty cache: tokens at positions `pos`, `pos + 1`, ..., `pos + n - 1`.
+ * When the prompt fits (n <= capacity) every token is stored. Otherwise each
+ * group keeps `capacity` tokens: the protected ones (the first `sink`, those
+ * at a position below `protect`, and the last max(`recent`, `n_window`):
+ * the observation window), then what the policy's kvc_policy::prefill
+ * chooses from the rest, given the window's attention over the prompt:
+ * per token, the mean over the `n_window` queries and the group's query heads
+ * of their causal softmax weights (scaled as attend is). The kept tokens fill
+ * slots `[0, kept)` in position order, the window's queries enter the query
+ * window, and decoding continues with kvc_cache_append() as usual.
+ * Needs scratch sized at prepare: set ::KVC_OPT_PREFILL_MAX to the longest
+ * prompt first. Allocates nothing (but a first call freezes the cache, as append does).
+ * @param cache    an empty ::KVC_MODE_STORE cache (nothing appended since creation or reset).
+ * @param pos      position of the first token (>= 0).
+ * @param n        prompt tokens, 1 <= n <= ::KVC_OPT_PREFILL_MAX.
+ * @param k,v      `n * n_kv_heads * head_dim` floats each, token after token (each token as append takes it).
+ * @param q        `n_window * n_q_heads * head_dim` floats: the queries of the last `n_window` tokens,
+ *                 oldest first; NULL when n_window is 0.
+ * @param n_window 0 (no scores: the policy's score-free rule) up to n. SnapKV uses 32 (kvpress 64).
+ * @return ::KVC_OK, ::KVC_EINVAL (NULL pointer, n = 0, n_window > n), ::KVC_EMODE,
+ *         ::KVC_ESTATE (cache not empty), ::KVC_ERANGE (n > prefill_max, positions overflow,
+ *         protection keeps more than the capacity, or a value f16/bf16 would round to Inf),
+ *         ::KVC_ENONFINITE, ::KVC_EFULL (n > capacity and the policy never evicts),
+ *         ::KVC_EPOLICY, ::KVC_ENOMEM (first call only). On error nothing changes.
+ */
+KVC_API int kvc_cache_prefill(kvc_cache *cache, int64_t pos, uint32_t n, const float *k, const float *v,
+                              const float *q, uint32_t n_window);
 /** @} */
 
 /* ------------------------------------------------------------------------ */
@@ -771,6 +869,60 @@ KVC_API int kvc_cache_observe(kvc_cache *cache, uint32_t group, const float *mas
 /** Tokens a single reserve or append may evict per group (chunk * block). 0 on NULL.
     Saturates at UINT32_MAX, which only options that cannot freeze reach. */
 KVC_API uint32_t kvc_cache_max_evictions(const kvc_cache *cache);
+
+/**
+ * INDEX-mode prefill: the engine ran the prompt through its own kernels and
+ * says how much each token matters; libkvc says which tokens each group keeps
+ * and where. Same rule as kvc_cache_prefill() (protection, then the
+ * policy's kvc_policy::prefill, given `scores`), into an empty cache.
+ * @param cache    an empty ::KVC_MODE_INDEX cache.
+ * @param pos      position of the first token (>= 0); tokens are at pos .. pos + n - 1.
+ * @param n        prompt tokens, 1 <= n <= ::KVC_OPT_PREFILL_MAX.
+ * @param k,v      `n * n_kv_heads * head_dim` floats each when the policy needs key or value
+ *                 statistics; otherwise ignored and may be NULL.
+ * @param scores   NULL, or kvc_cache_groups() rows of `n` finite, non-negative floats: per group and
+ *                 token, e.g. the softmax weight the last `n_window` queries give the token, averaged
+ *                 over those queries and the group's query heads (what kvc_cache_prefill() computes).
+ * @param n_window the last `n_window` tokens form the observation window and are kept (0..n).
+ * @param keep     kvc_cache_groups() * kvc_cache_capacity() entries: per group, the prompt index
+ *                 (0..n-1) of the token now in slot s, for s < kvc_cache_len(), increasing; then
+ *                 UINT32_MAX. The engine copies prompt row keep[g*capacity + s] into slot s.
+ * @return as kvc_cache_prefill(), with ::KVC_ENONFINITE also for negative scores. On error nothing changes.
+ */
+KVC_API int kvc_cache_prefill_index(kvc_cache *cache, int64_t pos, uint32_t n, const float *k, const float *v,
+                                    const float *scores, uint32_t n_window, uint32_t *keep);
+
+/** One row copy of a compaction plan: the engine copies slot `from` into slot `to` of the same group. */
+typedef struct kvc_move {
+    uint32_t from; /**< Slot the resident leaves (>= kvc_cache_len()). */
+    uint32_t to;   /**< Empty slot it fills (< kvc_cache_len()). */
+} kvc_move;
+
+/**
+ * Compaction plan for paged engines: move one group's residents into its
+ * leading slots `[0, len)`, so that every page past them is empty and can
+ * return to the engine's pool. Sources are all `>= len` and destinations all
+ * `< len`, so the moves are independent (one batched gather/scatter). The cache
+ * applies the plan to its own slot map (kvc_cache_positions(), pending
+ * observations, the policy through `on_move`) before returning; the engine
+ * copies the same rows before its next attention or observe. The slot of the
+ * token just reserved is never moved. Call it after a reserve that evicted (or
+ * after kvc_cache_prefill_index(): it never needs one); with no holes it
+ * returns 0 moves.
+ * @param cache a ::KVC_MODE_INDEX cache.
+ * @param group eviction group, < kvc_cache_groups().
+ * @param page  slots per engine page (>= 1; need not divide the capacity).
+ * @param moves receives up to min(len, capacity - len) moves (capacity entries always suffice).
+ * @param n_moves receives the number of moves written.
+ * @param freed_pages NULL, or receives the pages to return: `[ceil(len / page), ceil(high / page))`, where
+ *              `high` is one past the highest slot used since the previous compaction (or prefill, or
+ *              reset): exactly the pages past the residents that an engine mapping a page on its first
+ *              write holds. All pages from ceil(len / page) on are empty after the call.
+ * @return ::KVC_OK, ::KVC_EINVAL (NULL cache, moves or n_moves, page 0), ::KVC_EMODE, ::KVC_ERANGE (bad group).
+ *         On error nothing changes.
+ */
+KVC_API int kvc_cache_compact(kvc_cache *cache, uint32_t group, uint32_t page, kvc_move *moves,
+                              uint32_t *n_moves, uint32_t *freed_pages);
 /** @} */
 
 /* ------------------------------------------------------------------------ */

@@ -80,6 +80,8 @@ static void set_defaults(kvc_cache *c) {
     c->opt[KVC_OPT_SEED] = 0;
     c->opt[KVC_OPT_QUERY_WINDOW] = p->default_query_window ? p->default_query_window : 64;
     if (c->opt[KVC_OPT_QUERY_WINDOW] > 4096) c->opt[KVC_OPT_QUERY_WINDOW] = 4096;
+    c->opt[KVC_OPT_PROTECT] = 0;
+    c->opt[KVC_OPT_PREFILL_MAX] = 0;
     c->scale = 1.0f / sqrtf((float)c->d);
     for (uint32_t i = 0; i < p->n_params; i++) c->params[i] = p->params[i].def;
 }
@@ -210,7 +212,10 @@ static int check_room(kvc_cache *c) {
      * coming in whole aligned blocks) every block holds B consecutive
      * insertions starting at a multiple of B: the sinks fill ceil(sink/B)
      * blocks and the recent window ceil(recent/B), exactly. */
-    size_t protected_units = ceil_div(c->sink, B) + ceil_div(c->recent, B);
+    /* tokens below `protect` were appended first (positions increase): with the sinks, the
+     * first max(sink, protect) tokens at most */
+    size_t pinned = c->protect > (int64_t)c->sink ? (size_t)(c->protect < c->cap ? c->protect : c->cap) : c->sink;
+    size_t protected_units = ceil_div(pinned, B) + ceil_div(c->recent, B);
     if (protected_units + c->chunk > units)
         return kvc__fail(c, KVC_EINVAL,
                          "sink=%u + recent=%u leave no room to evict chunk=%u (block %u) at capacity %u: needs "
@@ -255,6 +260,7 @@ static void layout(kvc_cache *c, carver *cv) {
     c->attended = carve(cv, store ? c->n_kv : 0, 1);
     c->obs = carve(cv, store ? 0 : gc, sizeof(float));
     c->obs_calls = carve(cv, store ? 0 : G, sizeof(uint32_t));
+    c->high = carve(cv, store ? 0 : G, sizeof(uint32_t));
     c->cand = carve(cv, cap, sizeof(uint32_t));
     c->cand_key = carve(cv, cap, sizeof(uint64_t));
     c->uscore = carve(cv, cap, sizeof(float));
@@ -267,6 +273,18 @@ static void layout(kvc_cache *c, carver *cv) {
     c->wlogit = carve(cv, window ? (size_t)KVC__WBLOCK * cap : 0, sizeof(float));
     c->krow = carve(cv, window ? c->d : 0, sizeof(float));
     c->wqt = carve(cv, window ? (size_t)KVC__WBLOCK * c->d : 0, sizeof(float));
+    size_t M = c->pmax, pm = 0;
+    if (M && !kvc__mul(G, M, &pm)) cv->ok = false;
+    c->ptok = carve(cv, M, sizeof(kvc_token));
+    c->pscore = carve(cv, store ? pm : 0, sizeof(float));
+    c->plogit = carve(cv, store ? (size_t)KVC__WBLOCK * M : 0, sizeof(float));
+    c->pwqt = carve(cv, store && M ? (size_t)KVC__WBLOCK * c->d : 0, sizeof(float));
+    c->pq = carve(cv, store && M ? (size_t)KVC__WBLOCK * c->d : 0, sizeof(float));
+    c->pgscore = carve(cv, M ? G : 0, sizeof(const float *));
+    c->pcand = carve(cv, M, sizeof(uint32_t));
+    c->pvict = carve(cv, M, sizeof(uint32_t));
+    c->pkeep = carve(cv, M ? gc : 0, sizeof(uint32_t));
+    c->pmark = carve(cv, M, 1);
 }
 
 static void clear_state(kvc_cache *c) {
@@ -281,6 +299,7 @@ static void clear_state(kvc_cache *c) {
             }
         memset(c->obs, 0, gc * sizeof *c->obs);
         memset(c->obs_calls, 0, c->n_groups * sizeof *c->obs_calls);
+        memset(c->high, 0, c->n_groups * sizeof *c->high);
     }
     if (c->attended) memset(c->attended, 0, c->n_kv);
     c->len = 0;
@@ -307,6 +326,7 @@ static void fill_ctx(kvc_cache *c, kvc_policy_ctx *ctx) {
     ctx->user = c->pol.user;
     ctx->kv_heads = c->n_groups == 1 ? c->n_kv : 1;
     ctx->scale = c->scale;
+    ctx->prefill_max = c->pmax;
 }
 
 int kvc__prepare(kvc_cache *c) {
@@ -318,6 +338,8 @@ int kvc__prepare(kvc_cache *c) {
     c->sink = (uint32_t)c->opt[KVC_OPT_SINK];
     c->recent = (uint32_t)c->opt[KVC_OPT_RECENT];
     c->qwin = (uint32_t)c->opt[KVC_OPT_QUERY_WINDOW];
+    c->protect = c->opt[KVC_OPT_PROTECT];
+    c->pmax = (uint32_t)c->opt[KVC_OPT_PREFILL_MAX];
     c->units = c->cap / c->block;
     c->words = (c->cap + 63) / 64;
     int rc = check_room(c);

@@ -7,8 +7,9 @@
 #include <string.h>
 
 bool kvc__protected(const kvc_cache *c, uint32_t g, uint32_t s) {
-    uint64_t seq = c->seq[(size_t)g * c->cap + s];
-    return seq < c->sink || seq + c->recent >= c->appended;
+    size_t i = (size_t)g * c->cap + s;
+    uint64_t seq = c->seq[i];
+    return seq < c->sink || seq + c->recent >= c->appended || c->pos[i] < c->protect;
 }
 
 static bool occupied(const kvc_cache *c, uint32_t g, uint32_t s) {

@@ -57,6 +57,7 @@ int kvc_cache_reserve(kvc_cache *c, int64_t pos, const float *k, const float *v,
     if ((rc = kvc__make_room(c, evicted))) return rc;
     for (uint32_t g = 0; g < c->n_groups; g++) {
         slots[g] = take_free(c, g);
+        if (slots[g] >= c->high[g]) c->high[g] = slots[g] + 1;
         kvc__insert(c, g, slots[g], pos, stats ? k : NULL, stats ? v : NULL);
     }
     c->len++;

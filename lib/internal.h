@@ -41,7 +41,8 @@ struct kvc_cache {
     bool frozen;
 
     /* derived at freeze */
-    uint32_t n_groups, qpg, block, chunk, sink, recent, qwin, units;
+    uint32_t n_groups, qpg, block, chunk, sink, recent, qwin, units, pmax;
+    int64_t protect;
     size_t esize, row_stride, head_stride; /* row/head strides in elements */
 
     /* memory, allocated at freeze in one block (`mem`) plus the policy state */
@@ -51,6 +52,7 @@ struct kvc_cache {
     uint64_t *seq;      /* n_groups x cap, insertion index of the resident */
     uint64_t *freemap;  /* INDEX: n_groups x words, bit set = free slot */
     uint32_t words;     /* 64-bit words per group in freemap */
+    uint32_t *high;     /* INDEX: n_groups, one past the highest slot used since the last compaction */
     float *weights;     /* n_q x cap softmax weights of the last attend */
     float *mass;        /* STORE: n_groups x cap masses of the last attend, per group */
     uint8_t *attended;  /* STORE: n_kv flags, kv head attended since the last append or finish */
@@ -67,6 +69,17 @@ struct kvc_cache {
     float *krow;        /* d floats */
     float *wqt;         /* d x KVC__WBLOCK transposed block of window queries */
     uint32_t qring_n, qring_head;
+    /* prefill scratch, for pmax tokens (none when pmax is 0) */
+    kvc_token *ptok;      /* pmax: one group's token facts */
+    float *pscore;        /* STORE: n_groups x pmax window scores */
+    float *plogit;        /* STORE: KVC__WBLOCK x pmax window logits */
+    float *pwqt;          /* STORE: KVC__WBLOCK x d kernel output (discarded) */
+    float *pq;            /* STORE: KVC__WBLOCK x d window queries of one kernel call */
+    const float **pgscore;/* n_groups: each group's scores (or NULL) */
+    uint32_t *pcand;      /* pmax: candidate tokens */
+    uint32_t *pvict;      /* pmax: one group's victims */
+    uint32_t *pkeep;      /* n_groups x cap: kept prompt indices */
+    uint8_t *pmark;       /* pmax: validation marks */
     void *pstate;
     size_t pstate_size; /* what state_size answered when the cache froze */
 
@@ -76,7 +89,7 @@ struct kvc_cache {
     int64_t last_pos;
     struct kvc_rng rng;
     kvc_stats stats;
-    char err[192];
+    char err[256]; /* kvc_cache_last_error(): any message fits a 256-byte buffer */
     _Atomic int err_busy; /* claimed by a kvc_cache_attend_heads() writing err (several may fail at once) */
 };
 
@@ -110,6 +123,10 @@ static inline int kvc__param_index(const kvc_cache *c, const char *name) {
  * and record it in slot `slot` of group g, telling the policy. */
 int kvc__check_token(kvc_cache *c, int64_t pos, const float *k, const float *v, bool need_kv);
 void kvc__insert(kvc_cache *c, uint32_t g, uint32_t slot, int64_t pos, const float *k, const float *v);
+/* Group g's kvc_token of a token (k/v: its n_kv_heads rows, or NULL): position, insertion
+ * index, and the statistics and rows the policy asked for. */
+void kvc__token_facts(const kvc_cache *c, uint32_t g, int64_t pos, uint64_t seq, const float *k, const float *v,
+                      kvc_token *tok);
 int kvc__check_finite(const float *x, size_t n);
 
 /* Eviction (evict.c): when full, choose and validate every group's victims,

@@ -35,6 +35,14 @@ static void on_move(void *state, uint32_t g, uint32_t from, uint32_t to) {
     s->norm[(size_t)g * s->cap + to] = s->norm[(size_t)g * s->cap + from];
 }
 
+/* Prefill: the same rule over the prompt, the largest key norms go. */
+static float keep_low_norm(const void *ctx, uint32_t t) { return -((const kvc_token *)ctx)[t].key_norm; }
+static int prefill(void *state, const kvc_prefill *req, uint32_t *victims) {
+    (void)state;
+    kvc__lowest_k_fn(req->candidates, req->n_candidates, req->n_victims, keep_low_norm, req->tokens, victims);
+    return 0;
+}
+
 static const kvc_policy knorm = {
     KVC__POLICY_INIT("knorm", KVC_NEED_KEY_STATS),
     .default_sink = 4,
@@ -43,6 +51,7 @@ static const kvc_policy knorm = {
     .on_insert = on_insert,
     .score = score,
     .on_move = on_move,
+    .prefill = prefill,
 };
 
 const kvc_policy *kvc_policy_knorm(void) { return &knorm; }

@@ -19,7 +19,17 @@ static int select_victims(void *state, const kvc_select *req, uint32_t *victims)
     return 0;
 }
 
+/* Prefill: n_victims of the candidates, uniformly, by selection sampling
+ * (each taken with probability still-needed / still-unseen): no scratch. */
+static int prefill(void *state, const kvc_prefill *req, uint32_t *victims) {
+    (void)state;
+    uint32_t need = req->n_victims, m = 0;
+    for (uint32_t i = 0; i < req->n_candidates && m < need; i++)
+        if (kvc_rng_below(req->rng, req->n_candidates - i) < need - m) victims[m++] = req->candidates[i];
+    return 0;
+}
+
 static const kvc_policy random_policy = {KVC__POLICY_INIT("random", KVC_NEED_RNG), .state_size = state_size,
-                                         .select = select_victims};
+                                         .select = select_victims, .prefill = prefill};
 
 const kvc_policy *kvc_policy_random(void) { return &random_policy; }

@@ -74,5 +74,11 @@ static inline uint32_t kvc__residents_by_position(const int64_t *positions, uint
     }
     return n;
 }
+/* The k of n candidate tokens (indices, increasing = oldest first) with the
+ * lowest keep(ctx, token) into out: ties go to the older, NaN keeps nothing.
+ * Uses `out` as its heap: no scratch. Shared by prefill rules (prefill.c). */
+typedef float (*kvc__keep_fn)(const void *ctx, uint32_t token);
+void kvc__lowest_k_fn(const uint32_t *cand, uint32_t n, uint32_t k, kvc__keep_fn keep, const void *ctx,
+                      uint32_t *out);
 
 #endif

@@ -31,15 +31,20 @@ typedef struct {
     uint8_t *tier;
 } vase_state;
 
+/* Scratch entries: candidates of an eviction, or of a prefill's prompt. */
+static size_t scratch_n(const kvc_policy_ctx *ctx) {
+    return ctx->prefill_max > ctx->capacity ? ctx->prefill_max : ctx->capacity;
+}
+
 static size_t state_size(const kvc_policy_ctx *ctx) {
-    size_t cap = ctx->capacity;
+    size_t cap = scratch_n(ctx);
     return kvc__hdr(sizeof(vase_state)) + kvc__slot_arrays(ctx, 2, sizeof(float)) +
            cap * (sizeof(uint32_t) + sizeof(double) + 2 * sizeof(float) + 1) + 64;
 }
 
 static int init(void *state, const kvc_policy_ctx *ctx) {
     vase_state *s = state;
-    size_t gc = (size_t)ctx->n_groups * ctx->capacity, cap = ctx->capacity;
+    size_t gc = (size_t)ctx->n_groups * ctx->capacity, cap = scratch_n(ctx);
     s->cap = ctx->capacity;
     s->sink = ctx->sink;
     s->reserve = ctx->params[0];
@@ -100,6 +105,53 @@ static int by_key(const vase_state *s, uint32_t a, uint32_t b) {
     return s->key[a] < s->key[b] || (s->key[a] == s->key[b] && a < b);
 }
 
+/* Step 1 on n candidates whose value ranges are in s->w: the `reserve`
+ * largest become tier 2 (kept), the others tier 1 (the sampling pool). */
+static void reserve_top(vase_state *s, uint32_t n, uint32_t reserve) {
+    for (uint32_t i = 0; i < n; i++) {
+        s->idx[i] = i;
+        s->tier[i] = 1;
+    }
+    sort_idx(s->idx, n, by_range, s);
+    for (uint32_t i = 0; i < reserve; i++) s->tier[s->idx[i]] = 2;
+}
+
+/* Steps 2-3 on the weights in s->w (clamped at 0): pool over neighbouring
+ * candidates, sample the pool with Efraimidis-Spirakis keys; afterwards
+ * s->idx[0 .. nv) are the victims' candidate indices. */
+static void sample(vase_state *s, uint32_t n, kvc_rng *rng) {
+    for (uint32_t i = 0; i < n; i++) s->w[i] = s->w[i] > 0.0f ? s->w[i] : 0.0f;
+    /* window [i - pool/2, i - pool/2 + pool - 1]: exactly `pool` wide, also when even */
+    uint32_t half = s->pool / 2, right = s->pool - 1 - half;
+    for (uint32_t i = 0; i < n; i++) {
+        float sum = 0.0f;
+        uint32_t lo = i >= half ? i - half : 0, hi = i + right < n ? i + right : n - 1;
+        for (uint32_t j = lo; j <= hi; j++) sum += s->w[j];
+        s->pooled[i] = sum / (float)s->pool; /* zero padding at the ends, as avg_pool1d does */
+    }
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (s->tier[i] == 2) continue;
+        double u = 1.0 - kvc_rng_uniform(rng); /* (0, 1] */
+        double w = s->pooled[i];
+        if (w > 0.0) {
+            s->key[i] = log(u) / w;
+        } else {
+            s->tier[i] = 0; /* weightless: evicted before any weighted token, at random among themselves */
+            s->key[i] = log(u);
+        }
+        s->idx[m++] = i;
+    }
+    sort_idx(s->idx, m, by_key, s);
+}
+
+/* Reserved units: `reserve` x capacity, the sinks counting against it, leaving room for nv victims. */
+static uint32_t reserve_count(const vase_state *s, uint32_t B, uint32_t n, uint32_t nv) {
+    uint32_t reserve_units = (uint32_t)(s->reserve * s->cap) / B, sink_units = (s->sink + B - 1) / B;
+    uint32_t rc = reserve_units > sink_units ? reserve_units - sink_units : 0;
+    return rc > n - nv ? n - nv : rc;
+}
+
 static int select_victims(void *state, const kvc_select *req, uint32_t *victims) {
     vase_state *s = state;
     uint32_t n = req->n_candidates, B = req->block, nv = req->n_victims;
@@ -111,14 +163,8 @@ static int select_victims(void *state, const kvc_select *req, uint32_t *victims)
         float r = 0.0f;
         for (uint32_t j = 0; j < B; j++) r += vr[req->candidates[i] + j];
         s->w[i] = r;
-        s->idx[i] = i;
-        s->tier[i] = 1; /* 1 = in the sampling pool, 2 = reserved */
     }
-    uint32_t reserve_units = (uint32_t)(s->reserve * s->cap) / B, sink_units = (s->sink + B - 1) / B;
-    uint32_t rc = reserve_units > sink_units ? reserve_units - sink_units : 0;
-    if (rc > n - nv) rc = n - nv;
-    sort_idx(s->idx, n, by_range, s);
-    for (uint32_t i = 0; i < rc; i++) s->tier[s->idx[i]] = 2;
+    reserve_top(s, n, reserve_count(s, B, n, nv));
 
     /* 2. weights: window attention, or observed mass since the last eviction */
     for (uint32_t i = 0; i < n; i++) {
@@ -127,37 +173,27 @@ static int select_victims(void *state, const kvc_select *req, uint32_t *victims)
             w = req->window_score[i];
         else
             for (uint32_t j = 0; j < B; j++) w += acc[req->candidates[i] + j];
-        s->w[i] = w > 0.0f ? w : 0.0f;
+        s->w[i] = w;
     }
-    /* window [i - pool/2, i - pool/2 + pool - 1]: exactly `pool` wide, also when even */
-    uint32_t half = s->pool / 2, right = s->pool - 1 - half;
-    for (uint32_t i = 0; i < n; i++) {
-        float sum = 0.0f;
-        uint32_t lo = i >= half ? i - half : 0, hi = i + right < n ? i + right : n - 1;
-        for (uint32_t j = lo; j <= hi; j++) sum += s->w[j];
-        s->pooled[i] = sum / (float)s->pool; /* zero padding at the ends, as avg_pool1d does */
-    }
-
-    /* 3. Efraimidis-Spirakis keys over the pool, in position order */
-    uint32_t m = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (s->tier[i] == 2) continue;
-        double u = 1.0 - kvc_rng_uniform(req->rng); /* (0, 1] */
-        double w = s->pooled[i];
-        if (w > 0.0) {
-            s->key[i] = log(u) / w;
-        } else {
-            s->tier[i] = 0; /* weightless: evicted before any weighted token, at random among themselves */
-            s->key[i] = log(u);
-        }
-        s->idx[m++] = i;
-    }
-    sort_idx(s->idx, m, by_key, s);
+    sample(s, n, req->rng);
     for (uint32_t i = 0; i < nv; i++) victims[i] = req->candidates[s->idx[i]];
 
     /* the window restarts after each eviction (INDEX-mode weights) */
     float *a = s->acc + (size_t)req->group * s->cap;
     for (uint32_t i = 0; i < s->cap; i++) a[i] = 0.0f;
+    return 0;
+}
+
+/* Prefill: the same rule over the prompt's candidates, weighted by the
+ * window's attention (uniform sampling when there is none). */
+static int prefill(void *state, const kvc_prefill *req, uint32_t *victims) {
+    vase_state *s = state;
+    uint32_t n = req->n_candidates, nv = req->n_victims;
+    for (uint32_t i = 0; i < n; i++) s->w[i] = req->tokens[req->candidates[i]].value_range;
+    reserve_top(s, n, reserve_count(s, 1, n, nv));
+    for (uint32_t i = 0; i < n; i++) s->w[i] = req->score ? req->score[req->candidates[i]] : 0.0f;
+    sample(s, n, req->rng);
+    for (uint32_t i = 0; i < nv; i++) victims[i] = req->candidates[s->idx[i]];
     return 0;
 }
 
@@ -179,6 +215,7 @@ static const kvc_policy vase = {
     .on_attend = on_attend,
     .select = select_victims,
     .on_move = on_move,
+    .prefill = prefill,
 };
 
 const kvc_policy *kvc_policy_vase(void) { return &vase; }

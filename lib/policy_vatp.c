@@ -45,6 +45,17 @@ static void on_move(void *state, uint32_t g, uint32_t from, uint32_t to) {
     s->vl1[b + to] = s->vl1[b + from];
 }
 
+/* Prefill: the window's attention stands for the accumulated mass. */
+static float keep_prefill(const void *ctx, uint32_t t) {
+    const kvc_prefill *req = ctx;
+    return (req->score ? req->score[t] : 0.0f) * req->tokens[t].value_l1;
+}
+static int prefill(void *state, const kvc_prefill *req, uint32_t *victims) {
+    (void)state;
+    kvc__lowest_k_fn(req->candidates, req->n_candidates, req->n_victims, keep_prefill, req, victims);
+    return 0;
+}
+
 static const kvc_policy vatp = {
     KVC__POLICY_INIT("vatp", KVC_NEED_ATTN | KVC_NEED_VALUE_STATS),
     .default_sink = 4,
@@ -54,6 +65,7 @@ static const kvc_policy vatp = {
     .on_attend = on_attend,
     .score = score,
     .on_move = on_move,
+    .prefill = prefill,
 };
 
 const kvc_policy *kvc_policy_vatp(void) { return &vatp; }

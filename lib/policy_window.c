@@ -7,6 +7,13 @@ static void score(void *state, uint32_t group, const uint32_t *slots, uint32_t n
     for (uint32_t i = 0; i < n; i++) keep[i] = 0.0f;
 }
 
-static const kvc_policy window = {KVC__POLICY_INIT("window", 0), .score = score};
+/* Prefill keeps the most recent too: the oldest candidates go. */
+static int prefill(void *state, const kvc_prefill *req, uint32_t *victims) {
+    (void)state;
+    for (uint32_t i = 0; i < req->n_victims; i++) victims[i] = req->candidates[i];
+    return 0;
+}
+
+static const kvc_policy window = {KVC__POLICY_INIT("window", 0), .score = score, .prefill = prefill};
 
 const kvc_policy *kvc_policy_window(void) { return &window; }

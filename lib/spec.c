@@ -101,6 +101,54 @@ static const char *list_keys(char *buf, size_t size) {
     return buf;
 }
 
+/* Edit distance with adjacent transpositions (optimal string alignment),
+ * capped: names are short, so two rows of 33 suffice; longer words never match. */
+static unsigned edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 32 || m > 32) return 99;
+    unsigned d[33][33];
+    for (size_t i = 0; i <= n; i++) d[i][0] = (unsigned)i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = (unsigned)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            unsigned best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+/* Keep `cand` as the suggestion for `word` if it is the closest so far and close enough
+ * (one edit per three letters, at least one). */
+static void suggest(const char *word, const char *cand, const char **best, unsigned *best_d) {
+    unsigned d = edit_distance(word, cand), limit = (unsigned)strlen(word) / 3;
+    if (d <= (limit ? limit : 1) && d < *best_d) *best = cand, *best_d = d;
+}
+
+/* " (did you mean 'x'?)" for an unknown key, from the options and the policy's parameters. */
+static const char *key_hint(const kvc_cache *c, const char *key, char *buf, size_t size) {
+    const char *best = NULL;
+    unsigned d = 99;
+    for (int i = 0; i < KVC__N_OPTIONS; i++) suggest(key, options[i].key, &best, &d);
+    suggest(key, "scale", &best, &d);
+    for (uint32_t i = 0; i < c->pol.n_params; i++) suggest(key, c->pol.params[i].name, &best, &d);
+    if (!best) return "";
+    snprintf(buf, size, " (did you mean '%s'?)", best);
+    return buf;
+}
+
+/* "norm, reserve" : the policy's own parameters, or a note that it has none. */
+static const char *list_params(const kvc_cache *c, char *buf, size_t size) {
+    size_t n = (size_t)snprintf(buf, size, "%s", c->pol.n_params ? "; its parameters: " : "; it has no parameters");
+    for (uint32_t i = 0; i < c->pol.n_params; i++)
+        n += (size_t)snprintf(buf + (n < size ? n : size - 1), n < size ? size - n : 1, "%s%s",
+                              i ? ", " : "", c->pol.params[i].name);
+    return buf;
+}
+
 /* Keys already given in this spec: options, then scale, then the policy's parameters. */
 enum { SEEN_SCALE = KVC__N_OPTIONS, SEEN_PARAM0 };
 
@@ -115,10 +163,10 @@ static int apply_one(kvc_cache *c, const char *key, const char *val, uint32_t *s
     else if ((i = kvc__param_index(c, key)) >= 0)
         bit = SEEN_PARAM0 + i;
     else {
-        char keys[128];
-        return spec_error(c, KVC_EUNKNOWN,
-                          "unknown key '%s' for policy '%s': options are %sscale, or the policy's parameters", key,
-                          c->pol.name, list_keys(keys, sizeof keys));
+        char keys[160], params[96], hint[64];
+        return spec_error(c, KVC_EUNKNOWN, "unknown key '%s' for policy '%s'%s: options are %sscale%s", key,
+                          c->pol.name, key_hint(c, key, hint, sizeof hint), list_keys(keys, sizeof keys),
+                          list_params(c, params, sizeof params));
     }
     if (*seen & (1u << bit))
         return spec_error(c, KVC_ESYNTAX, "'%s' is given twice in the spec: give each key once", key);
@@ -200,32 +248,105 @@ int kvc_cache_apply_spec(kvc_cache *c, const char *spec) {
     return rc;
 }
 
-int kvc_cache_create_spec(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, uint32_t head_dim,
-                          uint32_t capacity, kvc_dtype dtype, kvc_mode mode, const char *spec,
-                          const kvc_allocator *alloc) {
-    if (!out) return KVC_EINVAL;
+/* Why kvc_cache_create() refused these arguments, restating its documented preconditions. */
+static void create_why(int rc, uint32_t n_kv, uint32_t n_q, uint32_t d, uint32_t cap, kvc_dtype dtype, kvc_mode mode,
+                       const kvc_allocator *alloc, char *err, size_t size) {
+    if (rc == KVC_ENOMEM)
+        snprintf(err, size, "the allocator returned NULL for the cache object");
+    else if (rc == KVC_EOVERFLOW)
+        snprintf(err, size, "capacity %u x head_dim %u x %u heads is too large (capacity < 2^31, head_dim <= 65536)",
+                 cap, d, n_q > n_kv ? n_q : n_kv);
+    else if (!n_kv || !n_q || !d || !cap)
+        snprintf(err, size, "n_kv_heads=%u, n_q_heads=%u, head_dim=%u and capacity=%u must all be at least 1", n_kv,
+                 n_q, d, cap);
+    else if (n_q % n_kv)
+        snprintf(err, size, "n_q_heads=%u is not a multiple of n_kv_heads=%u (GQA)", n_q, n_kv);
+    else if ((unsigned)dtype > KVC_DTYPE_BF16 || (unsigned)mode > KVC_MODE_INDEX)
+        snprintf(err, size, "dtype %u or mode %u is not a kvc_dtype / kvc_mode value", (unsigned)dtype,
+                 (unsigned)mode);
+    else if (alloc && (!alloc->alloc || !alloc->free))
+        snprintf(err, size, "the allocator needs both alloc and free");
+    else
+        snprintf(err, size, "kvc_cache_create failed: %s", kvc_strerror(rc));
+}
+
+/* Every built-in policy name, and a suggestion for `name`. */
+static void unknown_policy(const char *name, char *err, size_t size) {
+    char all[160], hint[64] = "";
+    size_t n = 0;
+    const char *best = NULL;
+    unsigned d = 99;
+    all[0] = 0;
+    for (size_t i = 0; kvc_policy_at(i); i++) {
+        const char *p = kvc_policy_at(i)->name;
+        n += (size_t)snprintf(all + (n < sizeof all ? n : sizeof all - 1), n < sizeof all ? sizeof all - n : 1,
+                              "%s%s", i ? ", " : "", p);
+        suggest(name, p, &best, &d);
+    }
+    if (best) snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
+    snprintf(err, size, "unknown policy '%s'%s; built-in policies: %s", name, hint, all);
+}
+
+#define SET_ERR(...)                                 \
+    do {                                             \
+        if (err && err_size) snprintf(err, err_size, __VA_ARGS__); \
+    } while (0)
+
+int kvc_cache_create_spec_err(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, uint32_t head_dim,
+                              uint32_t capacity, kvc_dtype dtype, kvc_mode mode, const char *spec,
+                              const kvc_allocator *alloc, char *err, size_t err_size) {
+    char why[256];
+    SET_ERR("%s", "");
+    if (!out) {
+        SET_ERR("out must not be NULL");
+        return KVC_EINVAL;
+    }
     *out = NULL;
-    if (!spec) return KVC_EINVAL;
+    if (!spec) {
+        SET_ERR("spec must not be NULL");
+        return KVC_EINVAL;
+    }
     while (*spec == ' ' || *spec == '\t') spec++;
     char name[32];
     size_t n = 0;
     while (spec[n] && spec[n] != ' ' && spec[n] != '\t') n++;
-    /* no cache yet: these messages have nowhere to go (spec_error(NULL, ...)) */
-    if (n == 0) return spec_error(NULL, KVC_ESYNTAX, "empty spec: it starts with a policy name");
-    if (n >= sizeof name || memchr(spec, '=', n))
-        return spec_error(NULL, KVC_ESYNTAX, "spec '%.40s' does not start with a policy name", spec);
+    if (n == 0) {
+        SET_ERR("spec is empty: start it with a policy name, e.g. \"h2o recent=64\"");
+        return KVC_ESYNTAX;
+    }
+    if (n >= sizeof name || memchr(spec, '=', n)) {
+        SET_ERR("spec '%.*s' must start with a policy name, e.g. \"h2o %.*s\"", (int)(n < 40 ? n : 40), spec,
+                (int)(n < 40 ? n : 40), spec);
+        return KVC_ESYNTAX;
+    }
     memcpy(name, spec, n);
     name[n] = 0;
     const kvc_policy *p = kvc_policy_by_name(name);
-    if (!p) return spec_error(NULL, KVC_EUNKNOWN, "unknown policy '%s'", name);
+    if (!p) {
+        unknown_policy(name, why, sizeof why);
+        SET_ERR("%s", why);
+        return KVC_EUNKNOWN;
+    }
     kvc_cache *c;
     int rc = kvc_cache_create(&c, n_kv_heads, n_q_heads, head_dim, capacity, dtype, mode, p, alloc);
-    if (rc) return rc;
+    if (rc) {
+        create_why(rc, n_kv_heads, n_q_heads, head_dim, capacity, dtype, mode, alloc, why, sizeof why);
+        SET_ERR("%s", why);
+        return rc;
+    }
     rc = kvc_cache_apply_spec(c, spec + n);
     if (rc) {
+        SET_ERR("%s", kvc_cache_last_error(c));
         kvc_cache_destroy(c);
         return rc;
     }
     *out = c;
     return KVC_OK;
+}
+
+int kvc_cache_create_spec(kvc_cache **out, uint32_t n_kv_heads, uint32_t n_q_heads, uint32_t head_dim,
+                          uint32_t capacity, kvc_dtype dtype, kvc_mode mode, const char *spec,
+                          const kvc_allocator *alloc) {
+    return kvc_cache_create_spec_err(out, n_kv_heads, n_q_heads, head_dim, capacity, dtype, mode, spec, alloc, NULL,
+                                     0);
 }

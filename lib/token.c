@@ -29,7 +29,7 @@ static void head_stats(const float *k, const float *v, uint32_t d, uint32_t need
     }
 }
 
-/* The kvc_token of group g: each statistic averaged over the group's kv heads. */
+/* The statistics of group g's kvc_token: each averaged over the group's kv heads. */
 static void token_stats(const kvc_cache *c, uint32_t g, const float *k, const float *v, kvc_token *tok) {
     uint32_t needs = c->pol.needs & (KVC_NEED_KEY_STATS | KVC_NEED_VALUE_STATS);
     tok->key_norm = tok->value_range = tok->value_l1 = 0.0f;
@@ -76,13 +76,18 @@ void kvc__insert(kvc_cache *c, uint32_t g, uint32_t slot, int64_t pos, const flo
     c->seq[gi + slot] = c->appended;
     if (c->pol.on_insert) {
         kvc_token tok;
-        tok.pos = pos;
-        tok.seq = c->appended;
-        token_stats(c, g, k, v, &tok);
-        /* the group's rows: its kv head's, or all of them in shared scope */
-        size_t off = c->n_groups == 1 ? 0 : (size_t)g * c->d;
-        tok.key = (c->pol.needs & KVC_NEED_KEYS) && k ? k + off : NULL;
-        tok.value = (c->pol.needs & KVC_NEED_VALUES) && v ? v + off : NULL;
+        kvc__token_facts(c, g, pos, c->appended, k, v, &tok);
         c->pol.on_insert(c->pstate, g, slot, &tok);
     }
+}
+
+void kvc__token_facts(const kvc_cache *c, uint32_t g, int64_t pos, uint64_t seq, const float *k, const float *v,
+                      kvc_token *tok) {
+    tok->pos = pos;
+    tok->seq = seq;
+    token_stats(c, g, k, v, tok);
+    /* the group's rows: its kv head's, or all of them in shared scope */
+    size_t off = c->n_groups == 1 ? 0 : (size_t)g * c->d;
+    tok->key = (c->pol.needs & KVC_NEED_KEYS) && k ? k + off : NULL;
+    tok->value = (c->pol.needs & KVC_NEED_VALUES) && v ? v + off : NULL;
 }

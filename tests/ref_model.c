@@ -28,7 +28,7 @@ int ref_find(const ref_model *m, uint32_t g, int64_t pos) {
 
 /* The first `sink` tokens ever appended and the last `recent` ones are protected. */
 static int is_protected(const ref_model *m, const ref_tok *t) {
-    return t->seq < m->c.sink || t->seq + m->c.recent >= m->appended;
+    return t->seq < m->c.sink || t->seq + m->c.recent >= m->appended || t->pos < m->c.protect;
 }
 
 uint32_t ref_candidates(const ref_model *m, uint32_t g, uint64_t *units) {
@@ -134,6 +134,18 @@ void ref_pool(const double *w, uint32_t n, uint32_t pool, double *pooled) {
             if (j >= 0 && j < (int64_t)n) s += w[j];
         }
         pooled[i] = s / pool;
+    }
+}
+
+void ref_pool_snap(const double *w, uint32_t n, uint32_t kernel, int avgpool, double *pooled) {
+    for (uint32_t i = 0; i < n; i++) {
+        double s = avgpool ? 0.0 : -INFINITY;
+        for (uint32_t t = 0; t < kernel; t++) {
+            int64_t j = (int64_t)i - (int64_t)(kernel / 2) + (int64_t)t;
+            if (j < 0 || j >= (int64_t)n) continue;
+            s = avgpool ? s + w[j] : (w[j] > s ? w[j] : s);
+        }
+        pooled[i] = avgpool ? s / kernel : s;
     }
 }
 
@@ -397,11 +409,17 @@ ref_verdict ref_check(const ref_model *m, uint32_t g, const uint64_t *victims, u
         check_vase(m, g, cand, n, victim, tol_rel, &v);
         return v;
     }
-    double top = 0.0;
-    for (uint32_t i = 0; i < n; i++) {
-        score[i] = unit_sum(m, g, cand[i], whole ? 3 : 0);
-        if (fabs(score[i]) > top) top = fabs(score[i]);
+    if (m->c.rule == REF_SNAPKV) {
+        /* the window's weights (or the mass since the last eviction), pooled over candidates */
+        static double w[REF_MAXCAP];
+        ref_vase_weights(m, g, cand, n, w);
+        ref_pool_snap(w, n, m->c.kernel, m->c.avgpool, score);
+    } else {
+        for (uint32_t i = 0; i < n; i++) score[i] = unit_sum(m, g, cand[i], whole ? 3 : 0);
     }
+    double top = 0.0;
+    for (uint32_t i = 0; i < n; i++)
+        if (fabs(score[i]) > top) top = fabs(score[i]);
     double tol = tol_rel * top;
     /* every victim must rank before every survivor: lower score, or an equal
      * score and older; scores closer than tol may go either way */

@@ -18,7 +18,8 @@
 
 typedef enum {
     REF_WINDOW, REF_SINK, REF_RANDOM, REF_H2O, REF_TOVA, REF_KNORM, REF_VATP, REF_VASE,
-    REF_KEYDIFF, REF_SCISSOR, REF_RKV, REF_KEYFORMER, REF_VASE_DKV
+    REF_KEYDIFF, REF_SCISSOR, REF_RKV, REF_KEYFORMER, REF_VASE_DKV, REF_SNAPKV,
+    REF_DEFAULT /* a policy without a prefill slot: the core's default prefill, never evicts in decode */
 } ref_rule;
 
 /* Plausible wrong rules, to show that the checks can fail (ref_cfg::mutant). */
@@ -45,6 +46,9 @@ typedef struct {
     double lambda, threshold; /* rkv */
     uint32_t history;         /* scissorhands */
     int mutant;               /* REF_EXACT or a REF_MUT_* wrong rule */
+    int64_t protect;   /* positions below are never evicted */
+    uint32_t kernel;   /* snapkv: pooling width */
+    int avgpool;       /* snapkv: 1 = average pooling, 0 = max pooling */
 } ref_cfg;
 
 typedef struct {
@@ -109,6 +113,10 @@ void ref_flush(ref_model *m);
  * sampling weight (window attention or observed mass) and its pooled value. */
 void ref_vase_weights(const ref_model *m, uint32_t g, const uint64_t *units, uint32_t n, double *w);
 void ref_pool(const double *w, uint32_t n, uint32_t pool, double *pooled);
+
+/* Max (avgpool = 0) or zero-padded average pooling of width `kernel`:
+ * out[i] pools in[i - kernel/2 .. i - kernel/2 + kernel - 1] within [0, n). */
+void ref_pool_snap(const double *w, uint32_t n, uint32_t kernel, int avgpool, double *pooled);
 
 /* Chi-square upper tail probability P(X >= x) for `df` degrees of freedom. */
 double ref_chi2_sf(double x, double df);

@@ -11,7 +11,7 @@ void kvt_snap_take(const kvc_cache *c, const kvc_policy *policy, uint32_t n_kv, 
     s->cap = kvc_cache_capacity(c);
     s->len = kvc_cache_len(c);
     s->max_ev = kvc_cache_max_evictions(c);
-    for (int k = 0; k < 7; k++) kvc_cache_get(c, (kvc_option)k, &s->opt[k]);
+    for (int k = 0; k < 9; k++) kvc_cache_get(c, (kvc_option)k, &s->opt[k]);
     if (policy)
         for (uint32_t i = 0; i < policy->n_params && i < 16; i++, s->n_params++)
             kvc_cache_get_param(c, policy->params[i].name, &s->params[i]);
@@ -43,7 +43,7 @@ int kvt_snap_equal(const kvt_snap *a, const kvt_snap *b, char *why, size_t n) {
                  b->len);
         return 0;
     }
-    for (int k = 0; k < 7; k++)
+    for (int k = 0; k < 9; k++)
         if (a->opt[k] != b->opt[k]) {
             snprintf(why, n, "option %d: %lld -> %lld", k, (long long)a->opt[k], (long long)b->opt[k]);
             return 0;

@@ -10,7 +10,7 @@
 
 typedef struct {
     uint32_t groups, cap, len, max_ev, n_rows, n_params;
-    int64_t opt[7];
+    int64_t opt[9];
     double params[16];
     kvc_stats stats;
     int64_t *pos;  /* groups x cap */

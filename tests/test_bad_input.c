@@ -312,13 +312,15 @@ TEST(bad_options) {
         {KVC_OPT_CHUNK, 0, KVC_ERANGE},         {KVC_OPT_CHUNK, CAP + 1, KVC_ERANGE},
         {KVC_OPT_BLOCK, 0, KVC_ERANGE},         {KVC_OPT_BLOCK, 3, KVC_ERANGE},
         {KVC_OPT_BLOCK, CAP * 2, KVC_ERANGE},   {KVC_OPT_QUERY_WINDOW, 0, KVC_ERANGE},
-        {KVC_OPT_QUERY_WINDOW, 4097, KVC_ERANGE}, {7, 0, KVC_EUNKNOWN},
+        {KVC_OPT_QUERY_WINDOW, 4097, KVC_ERANGE}, {KVC_OPT_PROTECT, -1, KVC_ERANGE},
+        {KVC_OPT_PREFILL_MAX, -1, KVC_ERANGE},  {KVC_OPT_PREFILL_MAX, (int64_t)1 << 31, KVC_ERANGE},
+        {9, 0, KVC_EUNKNOWN},
         {-1, 0, KVC_EUNKNOWN},                  {1000, 0, KVC_EUNKNOWN},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         BADF(h2o, KVC_MODE_INDEX, 0, kvc_cache_set(c, (kvc_option)bad[i].key, bad[i].value), bad[i].want, 1);
     int64_t v;
-    BADF(h2o, KVC_MODE_INDEX, 0, kvc_cache_get(c, (kvc_option)7, &v), KVC_EUNKNOWN, 0);
+    BADF(h2o, KVC_MODE_INDEX, 0, kvc_cache_get(c, (kvc_option)9, &v), KVC_EUNKNOWN, 0);
     BADF(h2o, KVC_MODE_INDEX, 0, kvc_cache_get(c, (kvc_option)-1, &v), KVC_EUNKNOWN, 0);
     const float scales[] = {0.0f, -0.0f, -1.0f, NAN, INFINITY, -INFINITY};
     for (size_t i = 0; i < sizeof scales / sizeof *scales; i++)

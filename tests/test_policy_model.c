@@ -8,6 +8,7 @@
 
 #include "kvc.h"
 #include "ref_model.h"
+#include "ref_prefill.h"
 #include "test.h"
 
 static uint32_t below(uint64_t *s, uint32_t n) { return (uint32_t)(kvt_unif(s) * n); }
@@ -40,6 +41,11 @@ typedef struct {
     uint32_t pool;
     float scale; /* 0: the default 1/sqrt(head_dim) */
     int mutant;  /* the model applies this wrong rule (REF_MUT_*) and the run must catch it */
+    /* a compressed prefill before decoding (block 1 only: the model's units are insertion-aligned) */
+    uint32_t prefill_n, prefill_w; /* prompt tokens (0: none), observation window */
+    int64_t protect;
+    uint32_t kernel; /* snapkv pooling */
+    int avgpool;
 } run_cfg;
 
 typedef struct {
@@ -74,6 +80,13 @@ static kvc_cache *make_cache(const run_cfg *r) {
     rc |= kvc_cache_set(c, KVC_OPT_BLOCK, v->block);
     rc |= kvc_cache_set(c, KVC_OPT_SEED, (int64_t)r->seed);
     if (r->rule == REF_H2O) rc |= kvc_cache_set_param(c, "norm", r->lifetime ? 1 : 0);
+    rc |= kvc_cache_set(c, KVC_OPT_PROTECT, r->protect);
+    rc |= kvc_cache_set(c, KVC_OPT_PREFILL_MAX, r->prefill_n);
+    if (r->rule == REF_SNAPKV) {
+        rc |= kvc_cache_set(c, KVC_OPT_QUERY_WINDOW, 4);
+        rc |= kvc_cache_set_param(c, "kernel", r->kernel);
+        rc |= kvc_cache_set_param(c, "pool", r->avgpool);
+    }
     if (r->rule == REF_VASE) {
         rc |= kvc_cache_set(c, KVC_OPT_QUERY_WINDOW, 4);
         rc |= kvc_cache_set_param(c, "reserve", 0.25);
@@ -127,6 +140,62 @@ static int to_units(const ref_model *m, uint32_t g, const int64_t *ev, uint32_t 
     return (int)nu;
 }
 
+/* Prefill the cache with a random prompt of r->prefill_n tokens (positions 0..n-1), check every
+ * group's kept set against the prefill rule and load it into the model. 0 on success. */
+static int prefill_phase(kvc_cache *c, ref_model *m, const run_cfg *r, uint64_t *rs, int64_t *after, char *why,
+                         size_t wn) {
+    const variant *v = &r->v;
+    uint32_t n = r->prefill_n, w = r->prefill_w, G = m->groups, cap = v->cap, ok = 1;
+    size_t kvn = (size_t)n * v->n_kv * v->d;
+    float *k = malloc(kvn * sizeof *k), *val = malloc(kvn * sizeof *val);
+    float *q = malloc(((size_t)w * v->n_q * v->d + 1) * sizeof *q), *sc = malloc((size_t)G * n * sizeof *sc);
+    double *dsc = malloc((size_t)G * n * sizeof *dsc);
+    uint32_t *keep = malloc((size_t)G * cap * sizeof *keep), *kept[REF_MAXG];
+    const double *gsc[REF_MAXG];
+    if (!k || !val || !q || !sc || !dsc || !keep) {
+        snprintf(why, wn, "out of memory");
+        ok = 0;
+        goto out;
+    }
+    for (size_t i = 0; i < kvn; i++) {
+        k[i] = (float)(4 * kvt_unif(rs) - 2);
+        val[i] = (float)(2 * kvt_unif(rs) - 1);
+    }
+    for (size_t i = 0; i < (size_t)w * v->n_q * v->d; i++) q[i] = (float)(4 * kvt_unif(rs) - 2);
+    for (size_t i = 0; i < (size_t)G * n; i++) dsc[i] = sc[i] = (float)below(rs, 16) / 16;
+    ref_prompt p = {0, n, w, k, val, q};
+    int e;
+    if (r->mode == KVC_MODE_STORE) {
+        e = kvc_cache_prefill(c, 0, n, k, val, w ? q : NULL, w);
+        for (uint32_t g = 0; g < G; g++) ref_prefill_scores(&m->c, g, &p, dsc + (size_t)g * n);
+    } else {
+        e = kvc_cache_prefill_index(c, 0, n, k, val, sc, w, keep);
+    }
+    if (e) {
+        snprintf(why, wn, "%s (%s)", kvc_strerror(e), kvc_cache_last_error(c));
+        ok = 0;
+        goto out;
+    }
+    uint32_t len = kvc_cache_len(c);
+    int scored = r->mode == KVC_MODE_INDEX || w > 0;
+    for (uint32_t g = 0; g < G && ok; g++) {
+        int64_t *a = after + (size_t)g * cap;
+        kvc_cache_positions(c, g, a);
+        kept[g] = keep + (size_t)g * cap;
+        for (uint32_t s = 0; s < len; s++) kept[g][s] = (uint32_t)a[s];
+        gsc[g] = scored ? dsc + (size_t)g * n : NULL;
+        ref_verdict vd = ref_prefill_check(&m->c, g, &p, gsc[g], kept[g], len, r->mode == KVC_MODE_STORE ? 1e-4 : 0);
+        if (!vd.ok) {
+            snprintf(why, wn, "group %u: %.180s", g, vd.why);
+            ok = 0;
+        }
+    }
+    if (ok) ref_prefill_load(m, &p, (const uint32_t *const *)kept, len, scored ? gsc : NULL);
+out:
+    free(k), free(val), free(q), free(sc), free(dsc), free(keep);
+    return !ok;
+}
+
 #define RUN_FAIL(...)                                                                                \
     do {                                                                                             \
         char d_[256];                                                                                \
@@ -163,9 +232,9 @@ static void run(const run_cfg *r, double tol, run_out *o) {
     }
     ref_cfg rc = {r->rule, v->n_kv, v->n_q, v->d, cap, r->shared, r->mode == KVC_MODE_INDEX,
                   v->sink, v->recent, v->chunk, v->block, r->lifetime, 0.25, r->pool,
-                  r->rule == REF_VASE ? 4 : r->rule == REF_RKV ? 8 : 0,
+                  r->rule == REF_VASE || r->rule == REF_SNAPKV ? 4 : r->rule == REF_RKV ? 8 : 0,
                   r->scale > 0 ? r->scale : (double)(1.0f / sqrtf((float)v->d)),
-                  rkv_lambda(cap), 0.5, scissor_history(cap), r->mutant};
+                  rkv_lambda(cap), 0.5, scissor_history(cap), r->mutant, r->protect, r->kernel, r->avgpool};
     ref_init(m, &rc);
     for (size_t i = 0; i < maxpos; i++) slot_of[i] = -1;
     for (size_t i = 0; i < (size_t)G * cap; i++) after[i] = -1;
@@ -174,6 +243,12 @@ static void run(const run_cfg *r, double tol, run_out *o) {
     int stochastic = r->rule == REF_RANDOM || r->rule == REF_VASE || r->rule == REF_KEYFORMER ||
                      r->rule == REF_VASE_DKV;
     int64_t pos = -1;
+    if (r->prefill_n) {
+        char why[200];
+        if (prefill_phase(c, m, r, &rs, after, why, sizeof why)) RUN_FAIL("prefill: %s", why);
+        pos = (int64_t)r->prefill_n - 1;
+        o->evicted_tokens += (uint64_t)G * (r->prefill_n - m->n[0]);
+    }
     for (t = 0; t < v->steps; t++) {
         pos += 1 + below(&rs, 3);
         for (uint32_t i = 0; i < v->n_kv * v->d; i++) {
@@ -329,7 +404,8 @@ static void run(const run_cfg *r, double tol, run_out *o) {
     {
         kvc_stats st;
         kvc_cache_stats(c, &st);
-        if (st.appends != (uint64_t)v->steps || st.evictions != o->evicted_tokens || st.attends != o->attends)
+        if (st.appends != (uint64_t)v->steps + r->prefill_n || st.evictions != o->evicted_tokens ||
+            st.attends != o->attends)
             RUN_FAIL("stats appends %llu evictions %llu attends %llu, expected %d %llu %llu",
                      (unsigned long long)st.appends, (unsigned long long)st.evictions,
                      (unsigned long long)st.attends, v->steps, (unsigned long long)o->evicted_tokens,
@@ -366,6 +442,11 @@ static int short_run(void) {
     return s && strcmp(s, "1") == 0;
 }
 
+/* Set by the tests below: a compressed prefill before each trace, snapkv's pooling. */
+static int matrix_prefill;
+static uint32_t matrix_kernel = 7;
+static int matrix_avgpool;
+
 static void run_matrix(const rule_row *row, uint64_t seed, int only_small, uint64_t *hash, uint64_t *steps,
                        uint64_t *events) {
     uint64_t tolerated = 0, ev = 0;
@@ -376,7 +457,15 @@ static void run_matrix(const rule_row *row, uint64_t seed, int only_small, uint6
                 if (only_small && variants[vi].cap > (only_small == 2 ? 100u : 32u)) continue;
                 run_cfg r = {row->policy, row->rule, row->lifetime, (kvc_mode)mode, shared, variants[vi], seed,
                              1000 * vi + 10 * mode + shared + 7, 4 + (uint32_t)(vi & 1), vi == 1 ? 0.5f : 0.0f,
-                             REF_EXACT};
+                             REF_EXACT, 0, 0, 0, matrix_kernel, matrix_avgpool};
+                if (matrix_prefill && variants[vi].block == 1) {
+                    /* a prompt 2-3x the capacity, a window of a quarter, a protected prefix */
+                    r.prefill_n = 2 * variants[vi].cap + 3 + (uint32_t)vi;
+                    r.prefill_w = variants[vi].cap / 4 ? variants[vi].cap / 4 : 1;
+                    r.protect = variants[vi].sink + 1;
+                } else if (matrix_prefill) {
+                    continue;
+                }
                 run_out o;
                 run(&r, mode ? row->tol_index : row->tol_store, &o);
                 if (o.failed) return;
@@ -392,6 +481,35 @@ static void run_matrix(const rule_row *row, uint64_t seed, int only_small, uint6
     CHECKF(tolerated * 50 <= ev, "%s: %llu of %llu evictions only matched within tolerance", row->policy,
            (unsigned long long)tolerated, (unsigned long long)ev);
     *events += ev;
+}
+
+static const rule_row snapkv_row = {"snapkv", REF_SNAPKV, 0, 1e-4, 1e-6};
+
+/* snapkv's decode rule, max and average pooling */
+TEST(policy_model_snapkv) {
+    uint64_t steps = 0, events = 0, h = 0;
+    matrix_kernel = 7, matrix_avgpool = 0;
+    run_matrix(&snapkv_row, 1, 0, &h, &steps, &events);
+    matrix_kernel = 4, matrix_avgpool = 1;
+    run_matrix(&snapkv_row, 2, 0, &h, &steps, &events);
+    matrix_kernel = 7, matrix_avgpool = 0;
+    CHECK(events > 100);
+}
+
+/* Decoding continues by the rule after a compressed prefill (every policy,
+ * both modes and scopes): the prefill's kept set checked against its rule,
+ * then every later eviction against the decode rule, from the state the
+ * prefill left (its scores as one attention step). */
+TEST(policy_model_after_prefill) {
+    uint64_t steps = 0, events = 0, h = 0;
+    matrix_prefill = 1;
+    for (size_t i = 0; i < sizeof deterministic / sizeof deterministic[0]; i++)
+        run_matrix(&deterministic[i], 3, 0, &h, &steps, &events);
+    run_matrix(&snapkv_row, 3, 0, &h, &steps, &events);
+    static const rule_row rows[] = {{"random", REF_RANDOM, 0, 0, 0}, {"vase", REF_VASE, 0, 1e-5, 1e-5}};
+    for (size_t i = 0; i < 2; i++) run_matrix(&rows[i], 3, 0, &h, &steps, &events);
+    matrix_prefill = 0;
+    CHECK(events > 1000);
 }
 
 TEST(policy_model_deterministic) {

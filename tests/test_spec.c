@@ -15,7 +15,8 @@ static int64_t opt(const kvc_cache *c, kvc_option k) {
 
 TEST(spec_policy_lookup) {
     static const char *const names[] = {"full", "window", "sink", "random", "h2o", "tova", "knorm",
-                                        "vatp", "vase", "vase_dkv", "rkv", "keydiff", "scissorhands", "keyformer"};
+                                        "vatp", "vase", "vase_dkv", "rkv", "keydiff", "scissorhands", "keyformer",
+                                        "snapkv"};
     enum { N_BUILTIN = sizeof names / sizeof names[0] };
     size_t n = 0;
     while (kvc_policy_at(n)) n++;

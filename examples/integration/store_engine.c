@@ -1,7 +1,9 @@
 /* store_engine: a CPU engine in STORE mode. libkvc owns K/V: one cache per
- * layer; per token and layer the engine appends the new K/V and attends, the
- * kv heads split across threads (kvc_cache_attend_heads) and the policy fed
- * once afterwards (kvc_cache_attend_finish).
+ * layer. The prompt goes in with one kvc_cache_prefill() per layer, which
+ * compresses it to the capacity (SnapKV-style observation window); then per
+ * token and layer the engine appends the new K/V and attends, the kv heads
+ * split across threads (kvc_cache_attend_heads) and the policy fed once
+ * afterwards (kvc_cache_attend_finish).
  * A twin set of caches runs the single-threaded kvc_cache_attend on the same
  * inputs: outputs and resident positions must be identical (exit 1 if not). */
 #define _POSIX_C_SOURCE 200809L
@@ -13,7 +15,8 @@
 
 #include "toy.h"
 
-enum { LAYERS = 4, KV_HEADS = 4, Q_HEADS = 8, DIM = 16, CAPACITY = 64, TOKENS = 200, THREADS = 2 };
+enum { LAYERS = 4, KV_HEADS = 4, Q_HEADS = 8, DIM = 16, CAPACITY = 64, PROMPT = 120, WINDOW = 16, TOKENS = 200,
+       THREADS = 2 };
 
 static int report(int rc, const kvc_cache *cache, const char *what) {
     if (rc) fprintf(stderr, "%s: %s (%s)\n", what, kvc_strerror(rc), kvc_cache_last_error(cache));
@@ -59,10 +62,10 @@ int main(void) {
     int rc = KVC_OK;
     for (int l = 0; l < LAYERS && !rc; l++) {
         rc = kvc_cache_create_spec(&threaded[l], KV_HEADS, Q_HEADS, DIM, CAPACITY, KVC_DTYPE_F16, KVC_MODE_STORE,
-                                   "h2o sink=4 recent=16", NULL);
+                                   "h2o sink=4 recent=16 prefill_max=120", NULL);
         if (!rc)
             rc = kvc_cache_create_spec(&serial[l], KV_HEADS, Q_HEADS, DIM, CAPACITY, KVC_DTYPE_F16,
-                                       KVC_MODE_STORE, "h2o sink=4 recent=16", NULL);
+                                       KVC_MODE_STORE, "h2o sink=4 recent=16 prefill_max=120", NULL);
         /* allocate everything now: the decode loop below never allocates */
         if (!rc) rc = report(kvc_cache_prepare(threaded[l]), threaded[l], "prepare");
         if (!rc) rc = report(kvc_cache_prepare(serial[l]), serial[l], "prepare");
@@ -72,7 +75,21 @@ int main(void) {
     float k[KV_HEADS * DIM], v[KV_HEADS * DIM], q[Q_HEADS * DIM];
     float qt[Q_HEADS * DIM], qs[Q_HEADS * DIM], xt[Q_HEADS * DIM], xs[Q_HEADS * DIM];
     int mismatch = 0;
-    for (int64_t pos = 0; pos < TOKENS && !rc && !mismatch; pos++) {
+    /* the prompt, in one call per layer: K and V of every prompt token (token after
+     * token) and the queries of its last WINDOW tokens, from the engine's own prefill pass */
+    static float pk[PROMPT * KV_HEADS * DIM], pv[PROMPT * KV_HEADS * DIM], pq[WINDOW * Q_HEADS * DIM];
+    for (uint32_t l = 0; l < LAYERS && !rc; l++) {
+        for (int64_t i = 0; i < PROMPT; i++) {
+            toy_vec(pk + i * KV_HEADS * DIM, KV_HEADS * DIM, toy_seed(l, i, 0));
+            toy_vec(pv + i * KV_HEADS * DIM, KV_HEADS * DIM, toy_seed(l, i, 1));
+        }
+        for (int64_t r = 0; r < WINDOW; r++)
+            toy_vec(pq + r * Q_HEADS * DIM, Q_HEADS * DIM, toy_seed(l, PROMPT - WINDOW + r, 2));
+        if ((rc = report(kvc_cache_prefill(threaded[l], 0, PROMPT, pk, pv, pq, WINDOW), threaded[l], "prefill")) ||
+            (rc = report(kvc_cache_prefill(serial[l], 0, PROMPT, pk, pv, pq, WINDOW), serial[l], "prefill")))
+            break;
+    }
+    for (int64_t pos = PROMPT; pos < TOKENS && !rc && !mismatch; pos++) {
         memset(xt, 0, sizeof xt); /* the "residual stream" entering layer 0 */
         memset(xs, 0, sizeof xs);
         for (uint32_t l = 0; l < LAYERS && !rc; l++) {
@@ -110,8 +127,9 @@ int main(void) {
     if (!rc && !mismatch) {
         kvc_stats st;
         kvc_cache_stats(threaded[0], &st);
-        printf("store_engine: %d layers x %d kv heads, capacity %d, %d tokens, kernel %s, %d threads\n", LAYERS,
-               KV_HEADS, CAPACITY, TOKENS, kvc_active_isa(), THREADS);
+        printf("store_engine: %d layers x %d kv heads, capacity %d, prompt of %d (window %d) then %d tokens, kernel %s, "
+               "%d threads\n",
+               LAYERS, KV_HEADS, CAPACITY, PROMPT, WINDOW, TOKENS - PROMPT, kvc_active_isa(), THREADS);
         printf("layer 0: %u resident per head, %llu evictions, %llu attention steps\n", kvc_cache_len(threaded[0]),
                (unsigned long long)st.evictions, (unsigned long long)st.attends);
         kvc_cache_positions(threaded[0], 0, pt);

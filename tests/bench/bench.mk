@@ -13,3 +13,15 @@ $(BENCH_ATTN): tests/bench/bench_attn.c $(STATIC) include/kvc.h
 bench: bench-attn
 bench-attn: $(BENCH_ATTN)
 	$(BENCH_ATTN)
+
+# Prefill compression: a 4096-token prompt into 512 slots (tests/bench/bench_prefill.c).
+BENCH_PREFILL := $(BUILD)/bench/bench_prefill
+
+$(BENCH_PREFILL): tests/bench/bench_prefill.c $(STATIC) include/kvc.h
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) -lm
+
+.PHONY: bench-prefill
+bench: bench-prefill
+bench-prefill: $(BENCH_PREFILL)
+	$(BENCH_PREFILL)

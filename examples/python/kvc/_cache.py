@@ -436,6 +436,80 @@ class Cache:
         del mq, mo
         return out
 
+    def _prompt_kv(self, what, k, v, need):
+        """(memoryviews, addresses, n tokens) of a prompt's token-major K and V, or Nones."""
+        if k is None and v is None and not need:
+            return (None, None), (None, None), None
+        if k is None or v is None:
+            raise invalid("%s: pass both k and v" % what)
+        row = self.n_kv_heads * self.head_dim
+        mk, ka, nk = _buffers.f32(k, "k")
+        mv, va, nv = _buffers.f32(v, "v")
+        if nk != nv or nk == 0 or nk % row:
+            raise invalid("%s: k and v must hold the same whole number of tokens of n_kv_heads*"
+                          "head_dim = %d floats (got %d and %d)" % (what, row, nk, nv))
+        return (mk, mv), (ka, va), nk // row
+
+    def prefill(self, k, v, q=None, pos=0):
+        """Take a whole prompt in one call into the empty cache (kvc_cache_prefill).
+
+        k and v: the prompt's K and V, token after token (n x n_kv_heads x
+        head_dim float32, any shape). q: the queries of its last n_window
+        tokens (n_window x n_q_heads x head_dim), or None. When the prompt
+        is longer than the capacity each group keeps what the policy chooses
+        from the window's attention; needs the prefill_max option >= n.
+        Positions are pos .. pos + n - 1; the next append defaults to pos + n."""
+        _, (ka, va), n = self._prompt_kv("prefill", k, v, True)
+        qa, w, mq = None, 0, None
+        if q is not None:
+            mq, qa, nq = _buffers.f32(q, "q")
+            per = self.n_q_heads * self.head_dim
+            if nq % per:
+                raise invalid("prefill: q holds %d floats, not a whole number of tokens of "
+                              "n_q_heads*head_dim = %d" % (nq, per))
+            w = nq // per
+        pos = _i64("pos", pos)
+        self._call("prefill(n=%d, n_window=%d)" % (n, w), _lib.kvc_cache_prefill, pos, n, ka, va,
+                   qa if w else None, w)
+        self._last_pos = pos + n - 1
+        del mq
+        return len(self)
+
+    def prefill_index(self, n, scores=None, n_window=0, pos=0, k=None, v=None):
+        """INDEX-mode prefill (kvc_cache_prefill_index): n prompt tokens, the
+        engine's scores (groups x n float32, or None), the last n_window kept.
+        Returns, per group, the prompt indices now in slots 0, 1, ...: copy
+        prompt row keep[g][s] into slot s. k and v (token-major, as for
+        prefill) are needed when the policy uses key or value statistics."""
+        n = _u32("n", n)
+        mkv, (ka, va), nkv = self._prompt_kv("prefill_index", k, v, False)
+        if nkv is not None and nkv != n:
+            raise invalid("prefill_index: k and v hold %d tokens, n is %d" % (nkv, n))
+        groups, cap = self.groups, self.capacity
+        sa, ms = None, None
+        if scores is not None:
+            ms, sa, ns = _buffers.f32(scores, "scores", groups * n)
+        keep = (c_uint32 * (groups * cap))()
+        pos = _i64("pos", pos)
+        self._call("prefill_index(n=%d, n_window=%d)" % (n, n_window), _lib.kvc_cache_prefill_index,
+                   pos, n, ka, va, sa, _u32("n_window", n_window), keep)
+        self._last_pos = pos + n - 1
+        del ms, mkv
+        kept = len(self)
+        return tuple(tuple(keep[g * cap:g * cap + kept]) for g in range(groups))
+
+    def compact(self, group=0, page=1):
+        """Compaction plan (kvc_cache_compact, INDEX mode): returns (moves,
+        freed_pages), moves a tuple of (from_slot, to_slot) the engine copies;
+        the cache has already applied them to its slot map."""
+        _u32("group", group)
+        cap = self.capacity
+        moves = (_capi.kvc_move * cap)()
+        n, freed = c_uint32(), c_uint32()
+        self._call("compact(group=%d, page=%d)" % (group, page), _lib.kvc_cache_compact, group,
+                   _u32("page", page), moves, byref(n), byref(freed))
+        return tuple((moves[i].from_, moves[i].to) for i in range(n.value)), freed.value
+
     def read(self, kv_head: int, slot: int) -> Tuple[Any, Any]:
         """Copy the stored K and V rows of a resident token as float32: (k, v)."""
         _u32("kv_head", kv_head)

@@ -87,7 +87,8 @@ STATUS = (
 )
 POLICY_ABI = 1
 RECENT_HALF = 0xFFFFFFFF
-OPTIONS = ("scope", "sink", "recent", "chunk", "block", "seed", "query_window")
+OPTIONS = ("scope", "sink", "recent", "chunk", "block", "seed", "query_window", "protect",
+           "prefill_max")
 
 
 # -------------------------------------------------------------------- structs
@@ -113,7 +114,17 @@ class kvc_policy_ctx(Structure):
                 ("q_per_group", c_uint32), ("block", c_uint32), ("chunk", c_uint32),
                 ("sink", c_uint32), ("recent", c_uint32), ("mode", c_uint),
                 ("rng", c_void_p), ("params", POINTER(c_double)), ("user", c_void_p),
-                ("kv_heads", c_uint32), ("scale", c_float)]
+                ("kv_heads", c_uint32), ("scale", c_float), ("prefill_max", c_uint32)]
+
+
+class kvc_prefill(Structure):
+    _fields_ = [("group", c_uint32), ("n_tokens", c_uint32), ("tokens", POINTER(kvc_token)),
+                ("score", POINTER(c_float)), ("n_window", c_uint32), ("n_candidates", c_uint32),
+                ("candidates", POINTER(c_uint32)), ("n_victims", c_uint32), ("rng", c_void_p)]
+
+
+class kvc_move(Structure):
+    _fields_ = [("from_", c_uint32), ("to", c_uint32)]
 
 
 class kvc_select(Structure):
@@ -133,6 +144,7 @@ SELECT_FN = CFUNCTYPE(c_int, c_void_p, POINTER(kvc_select), POINTER(c_uint32))
 ON_MOVE_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_uint32, c_uint32)
 FINI_FN = CFUNCTYPE(None, c_void_p)
 CONTROL_FN = CFUNCTYPE(c_int, c_void_p, c_int, c_void_p)
+PREFILL_FN = CFUNCTYPE(c_int, c_void_p, POINTER(kvc_prefill), POINTER(c_uint32))
 
 
 class kvc_policy(Structure):
@@ -143,7 +155,7 @@ class kvc_policy(Structure):
                 ("state_size", STATE_SIZE_FN), ("init", INIT_FN), ("on_insert", ON_INSERT_FN),
                 ("on_attend", ON_ATTEND_FN), ("score", SCORE_FN), ("select", SELECT_FN),
                 ("on_move", ON_MOVE_FN), ("fini", FINI_FN), ("control", CONTROL_FN),
-                ("user", c_void_p), ("default_query_window", c_uint32)]
+                ("user", c_void_p), ("default_query_window", c_uint32), ("prefill", PREFILL_FN)]
 
 
 class kvc_stats(Structure):
@@ -156,8 +168,8 @@ class kvc_attn_layout(Structure):
                 ("head_stride", c_size_t), ("scale", c_float)]
 
 
-STRUCTS = (kvc_allocator, kvc_token, kvc_param, kvc_policy_ctx, kvc_select, kvc_policy,
-           kvc_stats, kvc_attn_layout)
+STRUCTS = (kvc_allocator, kvc_token, kvc_param, kvc_policy_ctx, kvc_prefill, kvc_select,
+           kvc_policy, kvc_stats, kvc_attn_layout, kvc_move)
 
 # ----------------------------------------------------------------- prototypes
 _cache_p = c_void_p  # kvc_cache * (opaque)
@@ -185,12 +197,16 @@ _PROTOTYPES = {
     "kvc_policy_keydiff": (_pol_p, []),
     "kvc_policy_scissorhands": (_pol_p, []),
     "kvc_policy_keyformer": (_pol_p, []),
+    "kvc_policy_snapkv": (_pol_p, []),
     "kvc_policy_by_name": (_pol_p, [c_char_p]),
     "kvc_policy_at": (_pol_p, [c_size_t]),
     "kvc_cache_create": (c_int, [POINTER(_cache_p), _u32, _u32, _u32, _u32, c_uint, c_uint,
                                  _pol_p, POINTER(kvc_allocator)]),
     "kvc_cache_create_spec": (c_int, [POINTER(_cache_p), _u32, _u32, _u32, _u32, c_uint, c_uint,
                                       c_char_p, POINTER(kvc_allocator)]),
+    "kvc_cache_create_spec_err": (c_int, [POINTER(_cache_p), _u32, _u32, _u32, _u32, c_uint,
+                                          c_uint, c_char_p, POINTER(kvc_allocator), c_char_p,
+                                          c_size_t]),
     "kvc_cache_destroy": (None, [_cache_p]),
     "kvc_cache_prepare": (c_int, [_cache_p]),
     "kvc_cache_control": (c_int, [_cache_p, c_int, c_void_p]),
@@ -211,6 +227,11 @@ _PROTOTYPES = {
                                   POINTER(c_int64)]),
     "kvc_cache_observe": (c_int, [_cache_p, _u32, _f32_p, _u32]),
     "kvc_cache_max_evictions": (c_uint32, [_cache_p]),
+    "kvc_cache_prefill": (c_int, [_cache_p, c_int64, _u32, _f32_p, _f32_p, _f32_p, _u32]),
+    "kvc_cache_prefill_index": (c_int, [_cache_p, c_int64, _u32, _f32_p, _f32_p, _f32_p, _u32,
+                                        POINTER(c_uint32)]),
+    "kvc_cache_compact": (c_int, [_cache_p, _u32, _u32, POINTER(kvc_move), POINTER(c_uint32),
+                                  POINTER(c_uint32)]),
     "kvc_cache_groups": (c_uint32, [_cache_p]),
     "kvc_cache_capacity": (c_uint32, [_cache_p]),
     "kvc_cache_len": (c_uint32, [_cache_p]),
