@@ -222,3 +222,64 @@ TEST(spec_apply_all_or_nothing) {
     CHECK_EQ(opt(c, KVC_OPT_SINK), 2);
     kvc_cache_destroy(c);
 }
+
+/* kvc_cache_create_spec_err: the detail a failed create_spec cannot leave on a cache. */
+TEST(spec_create_err_detail) {
+    static const struct {
+        const char *spec;
+        uint32_t n_kv, n_q;
+        int want;
+        const char *has[3]; /* substrings the message must contain */
+    } cases[] = {
+        {"h2o recnet=64", 2, 4, KVC_EUNKNOWN, {"unknown key 'recnet'", "did you mean 'recent'", "its parameters: norm"}},
+        {"vase resrve=0.5", 2, 4, KVC_EUNKNOWN, {"did you mean 'reserve'", "reserve, pool", "query_window"}},
+        {"window norm=1", 2, 4, KVC_EUNKNOWN, {"policy 'window'", "it has no parameters", "scale"}},
+        {"snapkv kernal=5", 2, 4, KVC_EUNKNOWN, {"did you mean 'kernel'", "kernel, pool", "prefill_max"}},
+        {"h2 recent=4", 2, 4, KVC_EUNKNOWN, {"unknown policy 'h2'", "did you mean 'h2o'", "snapkv"}},
+        {"nosuchpolicy", 2, 4, KVC_EUNKNOWN, {"built-in policies: full, window", "vase", NULL}},
+        {"", 2, 4, KVC_ESYNTAX, {"spec is empty", NULL, NULL}},
+        {"recent=64", 2, 4, KVC_ESYNTAX, {"must start with a policy name", NULL, NULL}},
+        {"h2o recent=x", 2, 4, KVC_ESYNTAX, {"recent=x is not an integer", NULL, NULL}},
+        {"h2o recent=5000", 2, 4, KVC_ERANGE, {"recent=5000 is outside", NULL, NULL}},
+        {"h2o", 2, 3, KVC_EINVAL, {"n_q_heads=3 is not a multiple of n_kv_heads=2", NULL, NULL}},
+        {"h2o", 0, 4, KVC_EINVAL, {"must all be at least 1", NULL, NULL}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        kvc_cache *c = (kvc_cache *)&c; /* must be reset to NULL */
+        char err[256];
+        memset(err, 'x', sizeof err);
+        int rc = kvc_cache_create_spec_err(&c, cases[i].n_kv, cases[i].n_q, 8, 64, KVC_DTYPE_F32, KVC_MODE_STORE,
+                                           cases[i].spec, NULL, err, sizeof err);
+        CHECKF(rc == cases[i].want, "\"%s\": %d, expected %d", cases[i].spec, rc, cases[i].want);
+        CHECK(c == NULL);
+        CHECKF(memchr(err, 0, sizeof err) != NULL, "\"%s\": message not NUL-terminated", cases[i].spec);
+        for (int j = 0; j < 3 && cases[i].has[j]; j++)
+            CHECKF(strstr(err, cases[i].has[j]) != NULL, "\"%s\": message \"%s\" lacks \"%s\"", cases[i].spec, err,
+                   cases[i].has[j]);
+        /* the plain entry point fails the same way */
+        CHECK_EQ(kvc_cache_create_spec(&c, cases[i].n_kv, cases[i].n_q, 8, 64, KVC_DTYPE_F32, KVC_MODE_STORE,
+                                       cases[i].spec, NULL),
+                 cases[i].want);
+    }
+    /* success clears the buffer; a short buffer is truncated and terminated; NULL is fine */
+    kvc_cache *c;
+    char err[256] = "stale", small[12];
+    REQUIRE(kvc_cache_create_spec_err(&c, 2, 4, 8, 64, KVC_DTYPE_F32, KVC_MODE_STORE, "h2o recent=8", NULL, err,
+                                      sizeof err) == KVC_OK);
+    CHECK(err[0] == 0);
+    kvc_cache_destroy(c);
+    CHECK_EQ(kvc_cache_create_spec_err(&c, 2, 4, 8, 64, KVC_DTYPE_F32, KVC_MODE_STORE, "h2o recnet=8", NULL, small,
+                                       sizeof small),
+             KVC_EUNKNOWN);
+    CHECK(strlen(small) == sizeof small - 1 && strncmp(small, "unknown key", 11) == 0);
+    CHECK_EQ(kvc_cache_create_spec_err(&c, 2, 4, 8, 64, KVC_DTYPE_F32, KVC_MODE_STORE, "h2o recnet=8", NULL, NULL, 0),
+             KVC_EUNKNOWN);
+    CHECK_EQ(kvc_cache_create_spec_err(NULL, 2, 4, 8, 64, KVC_DTYPE_F32, KVC_MODE_STORE, "h2o", NULL, err, sizeof err),
+             KVC_EINVAL);
+    CHECK(strstr(err, "out must not be NULL") != NULL);
+    /* no suggestion for a word far from every key */
+    CHECK_EQ(kvc_cache_create_spec_err(&c, 2, 4, 8, 64, KVC_DTYPE_F32, KVC_MODE_STORE, "h2o zzzzzz=1", NULL, err,
+                                       sizeof err),
+             KVC_EUNKNOWN);
+    CHECKF(strstr(err, "did you mean") == NULL, "\"%s\" suggests something for zzzzzz", err);
+}
