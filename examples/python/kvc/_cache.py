@@ -177,21 +177,20 @@ class Cache:
                           % (n_q_heads, n_kv_heads))
         self._dtype = _enum("dtype", dtype, DTYPES)
         self._mode = _enum("mode", mode, MODES)
-        rest = ""
         if policy is None:
             policy = "full"
         if isinstance(policy, type) and issubclass(policy, Policy):
             policy = policy()
+        h = c_void_p()
         if isinstance(policy, str):
-            c_string(policy, "policy spec", Status.ESYNTAX)
-            spec = policy.strip(" \t")
-            pname, _, rest = spec.replace("\t", " ").partition(" ")
-            if not pname or "=" in pname:
-                raise Error(Status.ESYNTAX, "spec %r must start with a policy name" % (policy,))
-            cpol = _lib.kvc_policy_by_name(pname.encode())
-            if not cpol:
-                raise Error(Status.EUNKNOWN, "unknown policy %r; built-in policies: %s"
-                            % (pname, ", ".join(policies())))
+            # the library parses the spec and says exactly what is wrong with it
+            spec = c_string(policy, "policy spec", Status.ESYNTAX)
+            err = ctypes.create_string_buffer(256)
+            rc = _lib.kvc_cache_create_spec_err(byref(h), self.n_kv_heads, self.n_q_heads,
+                                                self.head_dim, cap, self._dtype, self._mode, spec,
+                                                None, err, len(err))
+            if rc:
+                raise Error(rc, "Cache(policy=%r): %s" % (policy, err.value.decode(errors="replace")))
         elif isinstance(policy, Policy):
             cstruct, _refs = policy._attach()
             cpol = ctypes.pointer(cstruct)
@@ -199,21 +198,18 @@ class Cache:
         else:
             raise wrong_type("policy must be a spec string, a kvc.Policy subclass or instance, "
                             "or None; got %s" % type(policy).__name__)
-        h = c_void_p()
-        rc = _lib.kvc_cache_create(byref(h), self.n_kv_heads, self.n_q_heads, self.head_dim,
-                                   cap, self._dtype, self._mode, cpol, None)
-        if rc:
-            if self._pypol is not None:
+        if self._pypol is not None:
+            rc = _lib.kvc_cache_create(byref(h), self.n_kv_heads, self.n_q_heads, self.head_dim,
+                                       cap, self._dtype, self._mode, cpol, None)
+            if rc:
                 self._pypol._detach()
-            raise Error(rc, "kvc_cache_create(n_kv_heads=%d, n_q_heads=%d, head_dim=%d, "
-                            "capacity=%d)" % (n_kv_heads, n_q_heads, head_dim, capacity))
+                raise Error(rc, "kvc_cache_create(n_kv_heads=%d, n_q_heads=%d, head_dim=%d, "
+                                "capacity=%d)" % (n_kv_heads, n_q_heads, head_dim, capacity))
         self._h[0] = h.value
         # The finalizer holds the policy (and so its C trampolines) until the
         # C cache, which copied pointers to them, is gone.
         self._fin = weakref.finalize(self, _finalize, self._h, self._pypol, self._lock)
         try:
-            if rest.strip():
-                self.apply_spec(rest)
             for key, value in options.items():
                 self._set_named(key, value)
         except BaseException:

@@ -81,7 +81,7 @@ def test_struct_layouts_match_the_c_compiler(tmp_path):
         body.append("S(%s)" % t)
         expect["%s size" % t] = ctypes.sizeof(st)
         for fname, _ in st._fields_:
-            cname = "def" if fname == "def_" else fname
+            cname = fname[:-1] if fname in ("def_", "from_") else fname
             body.append("F(%s, %s)" % (t, cname))
             expect["%s %s" % (t, cname)] = getattr(st, fname).offset
     src = tmp_path / "layout.c"
@@ -100,7 +100,7 @@ def test_isa_and_policies():
     assert kvc.active_isa() in ("scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "neon")
     assert kvc.policies() == ["full", "window", "sink", "random", "h2o", "tova", "knorm",
                               "vatp", "vase", "vase_dkv", "rkv", "keydiff", "scissorhands",
-                              "keyformer"]
+                              "keyformer", "snapkv"]
     assert kvc.policy_info("rkv").needs & kvc.NEED_KEYS and kvc.policy_info("rkv").needs & kvc.NEED_QUERIES
     assert kvc.policy_info("vase_dkv").needs & kvc.NEED_VALUES
     info = kvc.policy_info("h2o")

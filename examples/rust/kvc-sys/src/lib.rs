@@ -58,6 +58,8 @@ pub const KVC_OPT_CHUNK: kvc_option = 3;
 pub const KVC_OPT_BLOCK: kvc_option = 4;
 pub const KVC_OPT_SEED: kvc_option = 5;
 pub const KVC_OPT_QUERY_WINDOW: kvc_option = 6;
+pub const KVC_OPT_PROTECT: kvc_option = 7;
+pub const KVC_OPT_PREFILL_MAX: kvc_option = 8;
 
 pub const KVC_POLICY_ABI: u32 = 1;
 pub const KVC_NEED_ATTN: u32 = 0x1;
@@ -137,6 +139,29 @@ pub struct kvc_policy_ctx {
     pub user: *mut c_void,
     pub kv_heads: u32,
     pub scale: f32,
+    pub prefill_max: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct kvc_prefill {
+    pub group: u32,
+    pub n_tokens: u32,
+    pub tokens: *const kvc_token,
+    pub score: *const f32,
+    pub n_window: u32,
+    pub n_candidates: u32,
+    pub candidates: *const u32,
+    pub n_victims: u32,
+    pub rng: *mut kvc_rng,
+}
+
+/// One row copy of a compaction plan (`kvc_cache_compact`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct kvc_move {
+    pub from: u32,
+    pub to: u32,
 }
 
 #[repr(C)]
@@ -179,6 +204,7 @@ pub struct kvc_policy {
     pub control: Option<unsafe extern "C" fn(state: *mut c_void, op: c_int, arg: *mut c_void) -> c_int>,
     pub user: *mut c_void,
     pub default_query_window: u32,
+    pub prefill: Option<unsafe extern "C" fn(state: *mut c_void, req: *const kvc_prefill, victims: *mut u32) -> c_int>,
 }
 
 #[repr(C)]
@@ -226,6 +252,7 @@ extern "C" {
     pub fn kvc_policy_keydiff() -> *const kvc_policy;
     pub fn kvc_policy_scissorhands() -> *const kvc_policy;
     pub fn kvc_policy_keyformer() -> *const kvc_policy;
+    pub fn kvc_policy_snapkv() -> *const kvc_policy;
     pub fn kvc_policy_by_name(name: *const c_char) -> *const kvc_policy;
     pub fn kvc_policy_at(i: usize) -> *const kvc_policy;
 
@@ -250,6 +277,19 @@ extern "C" {
         mode: kvc_mode,
         spec: *const c_char,
         alloc: *const kvc_allocator,
+    ) -> c_int;
+    pub fn kvc_cache_create_spec_err(
+        out: *mut *mut kvc_cache,
+        n_kv_heads: u32,
+        n_q_heads: u32,
+        head_dim: u32,
+        capacity: u32,
+        dtype: kvc_dtype,
+        mode: kvc_mode,
+        spec: *const c_char,
+        alloc: *const kvc_allocator,
+        err: *mut c_char,
+        err_size: usize,
     ) -> c_int;
     pub fn kvc_cache_destroy(cache: *mut kvc_cache);
     pub fn kvc_cache_prepare(cache: *mut kvc_cache) -> c_int;
@@ -285,6 +325,33 @@ extern "C" {
     ) -> c_int;
     pub fn kvc_cache_observe(cache: *mut kvc_cache, group: u32, mass: *const f32, n: u32) -> c_int;
     pub fn kvc_cache_max_evictions(cache: *const kvc_cache) -> u32;
+    pub fn kvc_cache_prefill(
+        cache: *mut kvc_cache,
+        pos: i64,
+        n: u32,
+        k: *const f32,
+        v: *const f32,
+        q: *const f32,
+        n_window: u32,
+    ) -> c_int;
+    pub fn kvc_cache_prefill_index(
+        cache: *mut kvc_cache,
+        pos: i64,
+        n: u32,
+        k: *const f32,
+        v: *const f32,
+        scores: *const f32,
+        n_window: u32,
+        keep: *mut u32,
+    ) -> c_int;
+    pub fn kvc_cache_compact(
+        cache: *mut kvc_cache,
+        group: u32,
+        page: u32,
+        moves: *mut kvc_move,
+        n_moves: *mut u32,
+        freed_pages: *mut u32,
+    ) -> c_int;
 
     pub fn kvc_cache_groups(cache: *const kvc_cache) -> u32;
     pub fn kvc_cache_capacity(cache: *const kvc_cache) -> u32;

@@ -129,6 +129,8 @@ fn constants_match_the_header() {
         ("KVC_OPT_BLOCK", KVC_OPT_BLOCK),
         ("KVC_OPT_SEED", KVC_OPT_SEED),
         ("KVC_OPT_QUERY_WINDOW", KVC_OPT_QUERY_WINDOW),
+        ("KVC_OPT_PROTECT", KVC_OPT_PROTECT),
+        ("KVC_OPT_PREFILL_MAX", KVC_OPT_PREFILL_MAX),
     ] {
         let (key, row) = (format!("{} = ", name), format!("X({}, ", name));
         let at = h
@@ -160,7 +162,7 @@ fn library_agrees() {
             assert_eq!(p.struct_size as usize, size_of::<kvc_policy>());
             n += 1;
         }
-        assert_eq!(n, 14);
+        assert_eq!(n, 15);
     }
 }
 
@@ -220,9 +222,25 @@ fn struct_layouts_match_the_c_compiler() {
             params,
             user,
             kv_heads,
-            scale
+            scale,
+            prefill_max
         }
     );
+    layout!(
+        rust,
+        kvc_prefill {
+            group,
+            n_tokens,
+            tokens,
+            score,
+            n_window,
+            n_candidates,
+            candidates,
+            n_victims,
+            rng
+        }
+    );
+    layout!(rust, kvc_move { from, to });
     layout!(
         rust,
         kvc_select {
@@ -261,7 +279,8 @@ fn struct_layouts_match_the_c_compiler() {
             fini,
             control,
             user,
-            default_query_window
+            default_query_window,
+            prefill
         }
     );
     layout!(

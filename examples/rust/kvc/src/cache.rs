@@ -45,7 +45,14 @@ pub enum Opt {
     Block = 4,
     Seed = 5,
     QueryWindow = 6,
+    /// Positions below this are never evicted (e.g. a system prompt).
+    Protect = 7,
+    /// Longest prompt `prefill` / `prefill_index` accept (their scratch is sized at prepare).
+    PrefillMax = 8,
 }
+
+/// One row copy of a compaction plan: the engine copies slot `from` into slot `to`.
+pub type Move = sys::kvc_move;
 
 /// Cumulative counters of a cache.
 pub type Stats = sys::kvc_stats;
@@ -232,7 +239,9 @@ impl Cache {
     }
 
     /// A cache from a spec string: a built-in policy name then `key=value`
-    /// options, e.g. `"h2o recent=64 sink=4"`.
+    /// options, e.g. `"h2o recent=64 sink=4"`. On failure the error carries
+    /// the library's detail (`kvc_cache_create_spec_err`), e.g. "unknown key
+    /// 'recnet' for policy 'h2o' (did you mean 'recent'?): ...".
     pub fn from_spec(
         n_kv_heads: u32,
         n_q_heads: u32,
@@ -242,23 +251,39 @@ impl Cache {
         mode: Mode,
         spec: &str,
     ) -> Result<Cache> {
-        let spec = spec.trim_start_matches(&[' ', '\t'][..]);
-        let end = spec.find(&[' ', '\t'][..]).unwrap_or(spec.len());
-        let (name, rest) = spec.split_at(end);
-        if name.is_empty() || name.contains('=') {
-            return Err(Error::new(
-                sys::KVC_ESYNTAX,
-                format!("spec '{}' must start with a policy name", spec),
-            ));
+        let cspec = CString::new(spec).map_err(|_| Error::new(sys::KVC_ESYNTAX, "spec contains NUL"))?;
+        let mut raw = ptr::null_mut();
+        let mut err = [0 as std::os::raw::c_char; 256];
+        // SAFETY: valid pointers; err has err.len() bytes and comes back NUL-terminated.
+        let rc = unsafe {
+            sys::kvc_cache_create_spec_err(
+                &mut raw,
+                n_kv_heads,
+                n_q_heads,
+                head_dim,
+                capacity,
+                dtype as u32,
+                mode as u32,
+                cspec.as_ptr(),
+                ptr::null(),
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        if rc != 0 {
+            // SAFETY: the library wrote a NUL-terminated message into err.
+            let detail = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+            return Err(Error::new(rc, format!("from_spec(\"{}\"): {}", spec, detail)));
         }
-        let mut b = Cache::builder(n_kv_heads, n_q_heads, head_dim, capacity)
-            .dtype(dtype)
-            .mode(mode)
-            .policy(Policy::by_name(name)?);
-        if !rest.trim().is_empty() {
-            b = b.options(rest);
-        }
-        b.build()
+        Ok(Cache {
+            raw: NonNull::new(raw).expect("kvc_cache_create_spec_err returned OK and NULL"),
+            n_kv: n_kv_heads,
+            n_q: n_q_heads,
+            d: head_dim,
+            dtype,
+            mode,
+            user: None,
+        })
     }
 
     fn ptr(&self) -> *mut sys::kvc_cache {
@@ -369,6 +394,85 @@ impl Cache {
         self.call("attend", |c| unsafe {
             sys::kvc_cache_attend(c, q.as_ptr(), out.as_mut_ptr())
         })
+    }
+    /// Take a whole prompt into the empty cache in one call (`kvc_cache_prefill`):
+    /// `k` and `v` hold `n` tokens of `n_kv_heads * head_dim` floats each, token
+    /// after token, at positions `pos .. pos + n`; `q` the queries of the last
+    /// `n_window` tokens (`n_window * n_q_heads * head_dim` floats, possibly
+    /// empty). Needs `Opt::PrefillMax >= n`.
+    pub fn prefill(&mut self, pos: i64, k: &[f32], v: &[f32], q: &[f32]) -> Result<()> {
+        let row = (self.n_kv * self.d) as usize;
+        if k.is_empty() || k.len() % row != 0 || v.len() != k.len() {
+            return Err(Error::inval(format!(
+                "prefill: k and v must hold the same whole number of tokens of {} floats (got {} and {})",
+                row,
+                k.len(),
+                v.len()
+            )));
+        }
+        let qrow = (self.n_q * self.d) as usize;
+        if q.len() % qrow != 0 {
+            return Err(Error::inval(format!(
+                "prefill: q holds {} floats, not a whole number of {}-float queries",
+                q.len(),
+                qrow
+            )));
+        }
+        let n = u32::try_from(k.len() / row).map_err(|_| Error::inval("prefill: prompt too long"))?;
+        let w = (q.len() / qrow) as u32;
+        let qp = if w == 0 { ptr::null() } else { q.as_ptr() };
+        self.call("prefill", |c| unsafe {
+            sys::kvc_cache_prefill(c, pos, n, k.as_ptr(), v.as_ptr(), qp, w)
+        })
+    }
+    /// INDEX-mode prefill (`kvc_cache_prefill_index`): `n` prompt tokens, the
+    /// engine's `scores` (`groups * n` floats, or None), the last `n_window`
+    /// kept; `kv` when the policy needs key or value statistics. Returns, per
+    /// group, the prompt index now in each slot `0..len`.
+    pub fn prefill_index(
+        &mut self,
+        pos: i64,
+        n: u32,
+        scores: Option<&[f32]>,
+        n_window: u32,
+        kv: Option<(&[f32], &[f32])>,
+    ) -> Result<Vec<Vec<u32>>> {
+        let groups = self.groups() as usize;
+        let cap = self.capacity() as usize;
+        let sp = match scores {
+            Some(s) => {
+                check_len("scores", s.len(), groups * n as usize)?;
+                s.as_ptr()
+            }
+            None => ptr::null(),
+        };
+        let (kp, vp) = match kv {
+            Some((k, v)) => {
+                let want = n as usize * (self.n_kv * self.d) as usize;
+                check_len("k", k.len(), want)?;
+                check_len("v", v.len(), want)?;
+                (k.as_ptr(), v.as_ptr())
+            }
+            None => (ptr::null(), ptr::null()),
+        };
+        let mut keep = vec![u32::MAX; groups * cap];
+        self.call("prefill_index", |c| unsafe {
+            sys::kvc_cache_prefill_index(c, pos, n, kp, vp, sp, n_window, keep.as_mut_ptr())
+        })?;
+        let len = self.len();
+        Ok((0..groups).map(|g| keep[g * cap..g * cap + len].to_vec()).collect())
+    }
+    /// Compaction plan for one group (`kvc_cache_compact`, INDEX mode): the
+    /// moves the engine copies (already applied to the cache's slot map) and
+    /// the number of pages of `page` slots it can return to its pool.
+    pub fn compact(&mut self, group: u32, page: u32) -> Result<(Vec<Move>, u32)> {
+        let mut moves = vec![Move::default(); self.capacity() as usize];
+        let (mut n, mut freed) = (0u32, 0u32);
+        self.call("compact", |c| unsafe {
+            sys::kvc_cache_compact(c, group, page, moves.as_mut_ptr(), &mut n, &mut freed)
+        })?;
+        moves.truncate(n as usize);
+        Ok((moves, freed))
     }
     /// Copy a resident token's K and V rows (each `head_dim` floats, either optional).
     pub fn read(&self, kv_head: u32, slot: u32, k: Option<&mut [f32]>, v: Option<&mut [f32]>) -> Result<()> {

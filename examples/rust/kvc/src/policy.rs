@@ -110,6 +110,10 @@ impl Policy {
     pub fn keyformer() -> Policy {
         Policy::from_raw(unsafe { sys::kvc_policy_keyformer() }).unwrap()
     }
+    /// SnapKV: prompt compression by the observation window; the same rule at each eviction.
+    pub fn snapkv() -> Policy {
+        Policy::from_raw(unsafe { sys::kvc_policy_snapkv() }).unwrap()
+    }
     pub fn name(&self) -> &'static str {
         // SAFETY: built-in names are static NUL-terminated ASCII.
         unsafe { CStr::from_ptr(self.0.name) }.to_str().unwrap_or("?")
@@ -385,6 +389,7 @@ impl UserSlot {
             control: None,
             user: ptr::null_mut(),
             default_query_window: 0,
+            prefill: None,
         };
         Ok(Box::new(UserSlot {
             vtable,

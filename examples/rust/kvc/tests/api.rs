@@ -85,7 +85,8 @@ fn version_isa_policies() {
             "rkv",
             "keydiff",
             "scissorhands",
-            "keyformer"
+            "keyformer",
+            "snapkv"
         ]
     );
     let h2o = Policy::by_name("h2o").unwrap();
@@ -409,4 +410,64 @@ fn error_is_a_std_error() {
         "KVC_EPOLICY (policy returned an invalid victim set): why"
     );
     assert_eq!(Error::new(-99, "").status(), None);
+}
+
+#[test]
+fn spec_errors_name_the_typo() {
+    let e = Cache::from_spec(2, 4, 8, 16, DType::F32, Mode::Store, "h2o recnet=64").unwrap_err();
+    assert_eq!(e.status(), Some(Status::Unknown));
+    assert!(e.detail().contains("did you mean 'recent'"), "{}", e);
+    assert!(e.detail().contains("its parameters: norm"), "{}", e);
+    let e = Cache::from_spec(2, 4, 8, 16, DType::F32, Mode::Store, "h2 recent=4").unwrap_err();
+    assert!(e.detail().contains("did you mean 'h2o'"), "{}", e);
+    let e = Cache::from_spec(2, 3, 8, 16, DType::F32, Mode::Store, "h2o").unwrap_err();
+    assert!(e.detail().contains("not a multiple"), "{}", e);
+}
+
+#[test]
+fn prefill_store_and_index_then_compact() {
+    let (kv, q, d, cap, n, w) = (2u32, 4u32, 8u32, 16u32, 60usize, 4usize);
+    let mut rng = Lcg(9);
+    let k = rng.vec(n * (kv * d) as usize);
+    let v = rng.vec(n * (kv * d) as usize);
+    let qs = rng.vec(w * (q * d) as usize);
+    let mut c = Cache::from_spec(kv, q, d, cap, DType::F16, Mode::Store, "snapkv prefill_max=64").unwrap();
+    c.prefill(0, &k, &v, &qs).unwrap();
+    assert_eq!(c.len(), cap as usize);
+    // the observation window is kept in every group
+    for g in 0..c.groups() {
+        let pos = c.positions(g).unwrap();
+        for p in (n - w) as i64..n as i64 {
+            assert!(pos.contains(&p), "group {} lost window position {}", g, p);
+        }
+    }
+    c.append(n as i64, &k[..(kv * d) as usize], &v[..(kv * d) as usize]).unwrap();
+    let e = c.prefill(100, &k, &v, &qs).unwrap_err();
+    assert_eq!(e.status(), Some(Status::State));
+    // INDEX: the engine's scores pick the tokens; the keep lists are increasing prompt indices
+    let mut c = Cache::from_spec(kv, q, d, cap, DType::F32, Mode::Index, "h2o prefill_max=64 chunk=5 recent=2")
+        .unwrap();
+    let scores: Vec<f32> = (0..kv as usize * n).map(|i| (i % 7) as f32).collect();
+    let keep = c.prefill_index(0, n as u32, Some(&scores), w as u32, None).unwrap();
+    assert_eq!(keep.len(), kv as usize);
+    for (g, list) in keep.iter().enumerate() {
+        assert_eq!(list.len(), cap as usize);
+        assert!(list.windows(2).all(|p| p[0] < p[1]));
+        let pos = c.positions(g as u32).unwrap();
+        assert!(list.iter().zip(pos.iter()).all(|(&i, &p)| p == i as i64));
+    }
+    // an eviction round of 5 leaves 4 holes; the plan fills them from the tail
+    let r = c.reserve(n as i64, None).unwrap();
+    assert_eq!(r.evicted[0].len(), 5);
+    let holes = c.positions(0).unwrap()[..12].iter().filter(|&&p| p < 0).count();
+    let (moves, freed) = c.compact(0, 4).unwrap();
+    assert_eq!(moves.len(), holes);
+    assert!(moves.iter().all(|m| m.from >= 12 && m.to < 12));
+    assert_eq!(freed, 1);
+    let pos = c.positions(0).unwrap();
+    assert!(pos[..12].iter().all(|&p| p >= 0) && pos[12..].iter().all(|&p| p < 0));
+    let e = c.prefill_index(0, n as u32, Some(&scores[..3]), 0, None).unwrap_err();
+    assert_eq!(e.status(), Some(Status::Inval));
+    let mut s = Cache::builder(1, 1, 4, 4).build().unwrap();
+    assert_eq!(s.compact(0, 1).unwrap_err().status(), Some(Status::Mode));
 }
