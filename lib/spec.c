@@ -248,26 +248,37 @@ int kvc_cache_apply_spec(kvc_cache *c, const char *spec) {
     return rc;
 }
 
+/* snprintf for messages that may be cut to the buffer: truncation is intended. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void message(char *buf, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+}
+
 /* Why kvc_cache_create() refused these arguments, restating its documented preconditions. */
 static void create_why(int rc, uint32_t n_kv, uint32_t n_q, uint32_t d, uint32_t cap, kvc_dtype dtype, kvc_mode mode,
                        const kvc_allocator *alloc, char *err, size_t size) {
     if (rc == KVC_ENOMEM)
-        snprintf(err, size, "the allocator returned NULL for the cache object");
+        message(err, size, "the allocator returned NULL for the cache object");
     else if (rc == KVC_EOVERFLOW)
-        snprintf(err, size, "capacity %u x head_dim %u x %u heads is too large (capacity < 2^31, head_dim <= 65536)",
+        message(err, size, "capacity %u x head_dim %u x %u heads is too large (capacity < 2^31, head_dim <= 65536)",
                  cap, d, n_q > n_kv ? n_q : n_kv);
     else if (!n_kv || !n_q || !d || !cap)
-        snprintf(err, size, "n_kv_heads=%u, n_q_heads=%u, head_dim=%u and capacity=%u must all be at least 1", n_kv,
+        message(err, size, "n_kv_heads=%u, n_q_heads=%u, head_dim=%u and capacity=%u must all be at least 1", n_kv,
                  n_q, d, cap);
     else if (n_q % n_kv)
-        snprintf(err, size, "n_q_heads=%u is not a multiple of n_kv_heads=%u (GQA)", n_q, n_kv);
+        message(err, size, "n_q_heads=%u is not a multiple of n_kv_heads=%u (GQA)", n_q, n_kv);
     else if ((unsigned)dtype > KVC_DTYPE_BF16 || (unsigned)mode > KVC_MODE_INDEX)
-        snprintf(err, size, "dtype %u or mode %u is not a kvc_dtype / kvc_mode value", (unsigned)dtype,
+        message(err, size, "dtype %u or mode %u is not a kvc_dtype / kvc_mode value", (unsigned)dtype,
                  (unsigned)mode);
     else if (alloc && (!alloc->alloc || !alloc->free))
-        snprintf(err, size, "the allocator needs both alloc and free");
+        message(err, size, "the allocator needs both alloc and free");
     else
-        snprintf(err, size, "kvc_cache_create failed: %s", kvc_strerror(rc));
+        message(err, size, "kvc_cache_create failed: %s", kvc_strerror(rc));
 }
 
 /* Every built-in policy name, and a suggestion for `name`. */
@@ -284,7 +295,7 @@ static void unknown_policy(const char *name, char *err, size_t size) {
         suggest(name, p, &best, &d);
     }
     if (best) snprintf(hint, sizeof hint, " (did you mean '%s'?)", best);
-    snprintf(err, size, "unknown policy '%s'%s; built-in policies: %s", name, hint, all);
+    message(err, size, "unknown policy '%s'%s; built-in policies: %s", name, hint, all);
 }
 
 #define SET_ERR(...)                                 \
