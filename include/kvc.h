@@ -245,8 +245,9 @@ typedef enum kvc_scope {
  * `protect` pins every token at a position below it (since positions
  * increase, those are among the first `protect` tokens: the room check
  * counts max(sink, protect) of them). `prefill_max` sizes the scratch of
- * kvc_cache_prefill() and kvc_cache_prefill_index() at prepare: about
- * 16 + 8 x groups bytes per token, plus 64 x `prefill_max` bytes in STORE mode.
+ * kvc_cache_prefill() and kvc_cache_prefill_index() at prepare: 41 bytes
+ * per token, plus 64 + 4 x groups in STORE mode (window logits and scores),
+ * plus what the policy asks for (`vase`, `snapkv`: about 20).
  */
 #define KVC_OPTION_LIST(X)                                                                                          \
     X(KVC_OPT_SCOPE, 0, "scope", 0, 1, "head|shared", "::kvc_scope: what has its own budget.")                      \
