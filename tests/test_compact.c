@@ -34,7 +34,7 @@ static int ct_trace(const char *spec, uint32_t page, int prefill, uint64_t seed)
         return 1;
     }
     uint32_t G = kvc_cache_groups(a), maxev = kvc_cache_max_evictions(a);
-    static float by_pos[CSTEPS + 64], k[64 * CK * CD], v[64 * CK * CD], mass[CCAP];
+    static float by_pos[2 * CSTEPS + 64], k[64 * CK * CD], v[64 * CK * CD], mass[CCAP];
     int64_t ev_a[8 * 64], ev_b[8 * 64], engine[4][CCAP], lib[CCAP];
     uint32_t sa[4], sb[4], keep[4 * CCAP], n_moves, freed;
     kvc_move moves[CCAP];
@@ -78,7 +78,7 @@ static int ct_trace(const char *spec, uint32_t page, int prefill, uint64_t seed)
                 kvc_cache_observe(b, g, mass, CCAP);
             }
         observed = 0;
-        for (uint32_t i = 0; i < CSTEPS + 64; i++) by_pos[i] = (float)(kvt_mix64(&rs) % 5) / 4;
+        for (uint32_t i = 0; i < 2 * CSTEPS + 64; i++) by_pos[i] = (float)(kvt_mix64(&rs) % 5) / 4;
         int ra = kvc_cache_reserve(a, pos, k, v, sa, ev_a), rb = kvc_cache_reserve(b, pos, k, v, sb, ev_b);
         if (ra || rb) {
             kvt_fail(__FILE__, __LINE__, "%s: reserve: %s", spec, kvc_cache_last_error(ra ? a : b));
