@@ -328,7 +328,7 @@ static kvc_cache *bad_make(const kvc_policy *pol, kvc_mode mode, kvc_dtype dt, c
     } while (0)
 
 TEST(prefill_bad_input) {
-    static float k[BN * BK * BD], v[BN * BK * BD], q[BW * BQ * BD], sc[BK * BN], kbad[BN * BK * BD];
+    static float k[BN * BK * BD], v[BN * BK * BD], q[BN * BQ * BD], sc[BK * BN], kbad[BN * BQ * BD];
     uint32_t keep[BK * BCAP];
     uint64_t rs = 5;
     pf_fill(k, sizeof k / sizeof *k, &rs, 1.0f);
