@@ -6,8 +6,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "kvc.h"
-
 static inline uint32_t kvc__f32_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
@@ -60,16 +58,6 @@ static inline uint16_t kvc__f32_to_f16(float f) {
     uint32_t rest = man & 0x1fffu;
     if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
     return (uint16_t)(sign | h);
-}
-
-/* One row of d floats into storage of type dt (f32, or f16/bf16 rounded to nearest even). */
-static inline void kvc__store_f32(void *row, const float *x, uint32_t d, kvc_dtype dt) {
-    if (dt == KVC_DTYPE_F32) {
-        memcpy(row, x, (size_t)d * 4);
-        return;
-    }
-    uint16_t *r = (uint16_t *)row;
-    for (uint32_t i = 0; i < d; i++) r[i] = dt == KVC_DTYPE_F16 ? kvc__f32_to_f16(x[i]) : kvc__f32_to_bf16(x[i]);
 }
 
 #endif

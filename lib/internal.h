@@ -127,6 +127,8 @@ void kvc__insert(kvc_cache *c, uint32_t g, uint32_t slot, int64_t pos, const flo
  * index, and the statistics and rows the policy asked for. */
 void kvc__token_facts(const kvc_cache *c, uint32_t g, int64_t pos, uint64_t seq, const float *k, const float *v,
                       kvc_token *tok);
+/* STORE: convert one head's row of d floats into slot `slot` of K or V storage (`base`). */
+void kvc__store_row(kvc_cache *c, void *base, uint32_t h, uint32_t slot, const float *x);
 int kvc__check_finite(const float *x, size_t n);
 
 /* Eviction (evict.c): when full, choose and validate every group's victims,

@@ -9,7 +9,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "convert.h"
 #include "policy_util.h"
 
 /* ------------------------------------------------------- lowest-k selection */
@@ -184,11 +183,6 @@ static int choose(kvc_cache *c, const prompt *p, uint32_t g, const float *score,
     return KVC_OK;
 }
 
-static void store_row(kvc_cache *c, void *base, uint32_t h, uint32_t slot, const float *x) {
-    char *row = (char *)base + ((size_t)h * c->head_stride + (size_t)slot * c->row_stride) * c->esize;
-    kvc__store_f32(row, x, c->d, c->dtype);
-}
-
 /* Write every group's kept tokens into slots [0, kept) and tell the policy. */
 static void apply(kvc_cache *c, const prompt *p, const float *q, const float *const *scores) {
     const uint32_t G = c->n_groups, K = p->keep, cap = c->cap;
@@ -201,8 +195,8 @@ static void apply(kvc_cache *c, const prompt *p, const float *q, const float *co
             size_t row = (size_t)i * c->n_kv * c->d;
             if (c->mode == KVC_MODE_STORE)
                 for (uint32_t h = h0; h < h1; h++) {
-                    store_row(c, c->k, h, s, p->k + row + (size_t)h * c->d);
-                    store_row(c, c->v, h, s, p->v + row + (size_t)h * c->d);
+                    kvc__store_row(c, c->k, h, s, p->k + row + (size_t)h * c->d);
+                    kvc__store_row(c, c->v, h, s, p->v + row + (size_t)h * c->d);
                 }
             else
                 c->freemap[(size_t)g * c->words + s / 64] &= ~(1ull << (s % 64));
@@ -263,21 +257,14 @@ static int check(kvc_cache *c, const prompt *p, const float *q, bool need_kv) {
     if (p->pos < 0) return kvc__fail(c, KVC_EINVAL, "%s: position %lld is negative", fn, (long long)p->pos);
     if (p->pos > INT64_MAX - (int64_t)(p->n - 1))
         return kvc__fail(c, KVC_ERANGE, "%s: positions %lld + %u overflow int64", fn, (long long)p->pos, p->n);
-    if (p->k && kvc__check_finite(p->k, (size_t)p->n * c->n_kv * c->d))
-        return kvc__fail(c, KVC_ENONFINITE, "%s: NaN or Inf in k", fn);
-    if (p->v && kvc__check_finite(p->v, (size_t)p->n * c->n_kv * c->d))
-        return kvc__fail(c, KVC_ENONFINITE, "%s: NaN or Inf in v", fn);
     if (q && kvc__check_finite(q, (size_t)p->w * c->n_q * c->d))
         return kvc__fail(c, KVC_ENONFINITE, "prefill: NaN or Inf in q");
-    if (c->mode == KVC_MODE_STORE && c->dtype != KVC_DTYPE_F32) {
-        size_t m = (size_t)p->n * c->n_kv * c->d;
-        float lim = c->dtype == KVC_DTYPE_F16 ? 65520.0f : 0x1.ffp+127f;
-        for (size_t i = 0; i < 2 * m; i++) {
-            float x = i < m ? p->k[i] : p->v[i - m];
-            if (!(fabsf(x) < lim))
-                return kvc__fail(c, KVC_ERANGE, "prefill: %s[%zu] = %g overflows the %s storage type",
-                                 i < m ? "k" : "v", i % m, (double)x, c->dtype == KVC_DTYPE_F16 ? "f16" : "bf16");
-        }
+    /* each token as append or reserve would check it (finite, storable in the dtype) */
+    size_t row = (size_t)c->n_kv * c->d;
+    for (uint32_t i = 0; i < p->n; i++) {
+        int rc = kvc__check_token(c, p->pos + (int64_t)i, p->k ? p->k + i * row : NULL, p->v ? p->v + i * row : NULL,
+                                  c->mode == KVC_MODE_STORE);
+        if (rc) return rc;
     }
     return KVC_OK;
 }

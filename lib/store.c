@@ -8,7 +8,7 @@
 #include "attn/attn.h"
 #include "convert.h"
 
-static void store_row(kvc_cache *c, void *base, uint32_t h, uint32_t slot, const float *x) {
+void kvc__store_row(kvc_cache *c, void *base, uint32_t h, uint32_t slot, const float *x) {
     char *row = (char *)base + ((size_t)h * c->head_stride + (size_t)slot * c->row_stride) * c->esize;
     if (c->dtype == KVC_DTYPE_F32) {
         memcpy(row, x, (size_t)c->d * 4);
@@ -31,8 +31,8 @@ int kvc_cache_append(kvc_cache *c, int64_t pos, const float *k, const float *v) 
     if ((rc = kvc__make_room(c, NULL))) return rc;
     uint32_t slot = c->len;
     for (uint32_t h = 0; h < c->n_kv; h++) {
-        store_row(c, c->k, h, slot, k + (size_t)h * c->d);
-        store_row(c, c->v, h, slot, v + (size_t)h * c->d);
+        kvc__store_row(c, c->k, h, slot, k + (size_t)h * c->d);
+        kvc__store_row(c, c->v, h, slot, v + (size_t)h * c->d);
     }
     for (uint32_t g = 0; g < c->n_groups; g++) kvc__insert(c, g, slot, pos, k, v);
     memset(c->attended, 0, c->n_kv); /* weights computed before this token no longer match the slots */
