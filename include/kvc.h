@@ -579,7 +579,8 @@ KVC_API const kvc_policy *kvc_policy_keyformer(void);
  * default max, as in SnapKV's LongBench configuration). Decode re-applies the same rule at
  * each eviction: STORE mode scores candidates with the last ::KVC_OPT_QUERY_WINDOW queries,
  * INDEX mode with the mass observed since the group's previous eviction; deterministic, the
- * lowest pooled score goes. Defaults: recent 32 (the window is kept), chunk 32, sink 0.
+ * lowest pooled score goes. Defaults: recent 32 (the window is kept), chunk 32, query window 32,
+ * sink 0.
  */
 KVC_API const kvc_policy *kvc_policy_snapkv(void);
 
@@ -879,8 +880,8 @@ KVC_API uint32_t kvc_cache_max_evictions(const kvc_cache *cache);
  * @param cache    an empty ::KVC_MODE_INDEX cache.
  * @param pos      position of the first token (>= 0); tokens are at pos .. pos + n - 1.
  * @param n        prompt tokens, 1 <= n <= ::KVC_OPT_PREFILL_MAX.
- * @param k,v      `n * n_kv_heads * head_dim` floats each when the policy needs key or value
- *                 statistics; otherwise ignored and may be NULL.
+ * @param k,v      `n * n_kv_heads * head_dim` floats each when the policy reads keys or values
+ *                 (or their statistics), as for kvc_cache_reserve(); otherwise ignored and may be NULL.
  * @param scores   NULL, or kvc_cache_groups() rows of `n` finite, non-negative floats: per group and
  *                 token, e.g. the softmax weight the last `n_window` queries give the token, averaged
  *                 over those queries and the group's query heads (what kvc_cache_prefill() computes).

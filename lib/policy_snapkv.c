@@ -121,6 +121,7 @@ static const kvc_policy snapkv = {
     KVC__POLICY_INIT("snapkv", KVC_NEED_QUERY_WINDOW),
     .default_recent = 32,
     .default_chunk = 32,
+    .default_query_window = 32,
     .n_params = 2,
     .params = params,
     .state_size = state_size,

@@ -333,7 +333,8 @@ int kvc_cache_prefill_index(kvc_cache *c, int64_t pos, uint32_t n, const float *
     if (c->mode != KVC_MODE_INDEX)
         return kvc__fail(c, KVC_EMODE, "prefill_index needs an INDEX-mode cache; STORE mode uses kvc_cache_prefill");
     if (!keep) return kvc__fail(c, KVC_EINVAL, "prefill_index: keep must not be NULL");
-    bool stats = (c->pol.needs & (KVC_NEED_KEY_STATS | KVC_NEED_VALUE_STATS)) != 0;
+    /* as reserve: the policy reads the tokens' keys or values, or statistics of them */
+    bool stats = (c->pol.needs & (KVC_NEED_KEY_STATS | KVC_NEED_VALUE_STATS | KVC_NEED_KEYS | KVC_NEED_VALUES)) != 0;
     prompt p = {pos, n, n_window, n < c->cap ? n : c->cap, stats ? k : NULL, stats ? v : NULL};
     int rc = check(c, &p, NULL, stats);
     if (rc) return rc;

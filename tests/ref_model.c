@@ -494,7 +494,7 @@ void ref_insert(ref_model *m, int64_t pos, const float *k, const float *v, const
 }
 
 /* One step of mass for group g: mass[i] for resident i. */
-static void deliver(ref_model *m, uint32_t g, const double *mass) {
+void ref_deliver(ref_model *m, uint32_t g, const double *mass) {
     uint32_t step = ++m->steps[g];
     double t = m->c.mutant == REF_MUT_SCISSOR_RESIDENT_T ? m->n[g] : (double)m->appended;
     double thr = 1.0 / (t > 0 ? t : 1);
@@ -536,7 +536,7 @@ void ref_attend(ref_model *m, const float *q) {
             heads++;
         }
         for (uint32_t i = 0; i < n; i++) mass[i] /= heads;
-        deliver(m, g, mass);
+        ref_deliver(m, g, mass);
     }
     if (c->qwin) {
         memcpy(m->ring[m->ring_head], q, (size_t)c->n_q * d * sizeof *q);
@@ -559,7 +559,7 @@ void ref_flush(ref_model *m) {
     for (uint32_t g = 0; g < m->groups; g++) {
         if (!m->calls[g]) continue;
         for (uint32_t i = 0; i < m->n[g]; i++) mass[i] = m->pend[g][m->tok[g][i].slot] / m->calls[g];
-        deliver(m, g, mass);
+        ref_deliver(m, g, mass);
         memset(m->pend[g], 0, sizeof(double) * m->c.cap);
         m->calls[g] = 0;
     }

@@ -106,6 +106,8 @@ void ref_insert(ref_model *m, int64_t pos, const float *k, const float *v, const
 void ref_attend(ref_model *m, const float *q);
 /* INDEX mode: one observe call for group g. */
 void ref_observe(ref_model *m, uint32_t g, const float *mass, uint32_t n);
+/* One attention step of group g reaching the policy state: mass[i] for resident i. */
+void ref_deliver(ref_model *m, uint32_t g, const double *mass);
 /* INDEX mode: hand the averaged observations to the policy state (start of reserve). */
 void ref_flush(ref_model *m);
 

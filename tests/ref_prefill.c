@@ -176,13 +176,16 @@ void ref_prefill_load(ref_model *m, const ref_prompt *p, const uint32_t *const *
             t->key_norm = f[0];
             t->value_l1 = f[1];
             t->value_range = f[2];
-            if (score && score[g]) {
-                t->acc = t->cur = t->since = score[g][i];
-                t->steps = 1.0;
-            }
         }
     }
     m->appended = p->n;
+    /* the kept tokens' scores: one attention step, as the rule's own model takes one */
+    static double mass[REF_MAXCAP];
+    for (uint32_t g = 0; g < m->groups && score; g++) {
+        if (!score[g]) continue;
+        for (uint32_t s = 0; s < n_kept; s++) mass[s] = score[g][kept[g][s]];
+        ref_deliver(m, g, mass);
+    }
     if (c->qwin && p->q)
         for (uint32_t r = p->w > c->qwin ? p->w - c->qwin : 0; r < p->w; r++) {
             memcpy(m->ring[m->ring_head], p->q + (size_t)r * c->n_q * c->d, (size_t)c->n_q * c->d * sizeof(float));

@@ -224,7 +224,8 @@ static void ct_free_fn(void *o, void *p) {
 /* After prepare, a 4x-capacity prefill, decoding with attention or
  * observations, compaction and a reset with a second prefill allocate nothing. */
 TEST(prefill_compact_no_allocation) {
-    static const char *const specs[] = {"snapkv", "h2o", "vase", "knorm", "random", "window", "tova", "vatp", "sink"};
+    static const char *const specs[] = {"snapkv", "h2o",  "vase",     "knorm", "random",       "window",   "tova",
+                                        "vatp",   "sink", "vase_dkv", "rkv",   "scissorhands", "keyformer", "keydiff"};
     enum { N = 4 * CCAP, W = 8 };
     static float k[N * CK * CD], v[N * CK * CD], q[W * CQ * CD], sc[CK * N], out[CQ * CD], mass[CCAP];
     uint64_t rs = 3;

@@ -568,7 +568,8 @@ TEST(policy_model_rejects_wrong_rules) {
                 if (wrong[i].mutant == REF_MUT_RKV_MEAN_HEADS && (mode || variants[vi].n_q == variants[vi].n_kv))
                     continue;
                 run_cfg r = {wrong[i].policy, wrong[i].rule, 0, (kvc_mode)mode, 0, variants[vi], 1,
-                             1000 * vi + 10 * mode + 7, 4 + (uint32_t)(vi & 1), 0.0f, wrong[i].mutant};
+                             1000 * vi + 10 * mode + 7, 4 + (uint32_t)(vi & 1), 0.0f, wrong[i].mutant,
+                             0, 0, 0, 7, 0};
                 run_out o;
                 run(&r, 1e-9, &o);
                 if (o.failed) return;

@@ -40,6 +40,9 @@ static const pf_rule rules[] = {
     {"snapkv", REF_SNAPKV, 7, 0}, {"snapkv kernel=5 pool=avg", REF_SNAPKV, 5, 1},
     {"snapkv kernel=4", REF_SNAPKV, 4, 0}, {"random", REF_RANDOM, 0, 0},
     {"vase", REF_VASE, 0, 0},     {NULL, REF_DEFAULT, 0, 0},
+    /* the decode-time policies without a prefill slot: the core's default rule */
+    {"vase_dkv", REF_DEFAULT, 0, 0}, {"rkv", REF_DEFAULT, 0, 0}, {"keydiff", REF_DEFAULT, 0, 0},
+    {"scissorhands", REF_DEFAULT, 0, 0}, {"keyformer", REF_DEFAULT, 0, 0},
 };
 #define N_RULES (sizeof rules / sizeof rules[0])
 
@@ -111,7 +114,7 @@ static int pf_run(const pf_rule *r, const pf_shape *s, kvc_mode mode, int shared
         dscore[i] = scores[i];
     }
     ref_cfg rc = {r->rule, s->n_kv, s->n_q, s->d, cap, shared, mode == KVC_MODE_INDEX, s->sink, s->recent, 1, 1,
-                  0, 0.25, 5, 0, 1.0 / sqrt((double)s->d), s->protect, r->kernel, r->avgpool};
+                  0, 0.25, 5, 0, 1.0 / sqrt((double)s->d), 0.1, 0.5, 400, 0, s->protect, r->kernel, r->avgpool};
     int64_t p0 = 3 + (int64_t)(kvt_mix64(&rs) % 5);
     ref_prompt p = {p0, s->n, s->w, k, v, q};
     int rcode;
