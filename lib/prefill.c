@@ -218,8 +218,8 @@ static void apply(kvc_cache *c, const prompt *p, const float *q, const float *co
         for (uint32_t g = 0; g < G; g++) {
             if (!scores[g]) continue;
             const uint32_t *keep = c->pkeep + (size_t)g * cap;
-            for (uint32_t s = 0; s < K; s++) c->mass[s] = scores[g][keep[s]];
-            c->pol.on_attend(c->pstate, g, c->mass, K);
+            for (uint32_t s = 0; s < K; s++) c->uscore[s] = scores[g][keep[s]]; /* eviction scratch, free now */
+            c->pol.on_attend(c->pstate, g, c->uscore, K);
         }
     /* the window's queries become the most recent ones of the query window */
     if (c->qring && q && p->w) {
