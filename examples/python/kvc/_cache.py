@@ -446,7 +446,7 @@ class Cache:
                           "head_dim = %d floats (got %d and %d)" % (what, row, nk, nv))
         return (mk, mv), (ka, va), nk // row
 
-    def prefill(self, k, v, q=None, pos=0):
+    def prefill(self, k: Any, v: Any, q: Any = None, pos: int = 0) -> int:
         """Take a whole prompt in one call into the empty cache (kvc_cache_prefill).
 
         k and v: the prompt's K and V, token after token (n x n_kv_heads x
@@ -471,7 +471,8 @@ class Cache:
         del mq
         return len(self)
 
-    def prefill_index(self, n, scores=None, n_window=0, pos=0, k=None, v=None):
+    def prefill_index(self, n: int, scores: Any = None, n_window: int = 0, pos: int = 0, k: Any = None,
+                      v: Any = None) -> Tuple[Tuple[int, ...], ...]:
         """INDEX-mode prefill (kvc_cache_prefill_index): n prompt tokens, the
         engine's scores (groups x n float32, or None), the last n_window kept.
         Returns, per group, the prompt indices now in slots 0, 1, ...: copy
@@ -494,7 +495,7 @@ class Cache:
         kept = len(self)
         return tuple(tuple(keep[g * cap:g * cap + kept]) for g in range(groups))
 
-    def compact(self, group=0, page=1):
+    def compact(self, group: int = 0, page: int = 1) -> Tuple[Tuple[Tuple[int, int], ...], int]:
         """Compaction plan (kvc_cache_compact, INDEX mode): returns (moves,
         freed_pages), moves a tuple of (from_slot, to_slot) the engine copies;
         the cache has already applied them to its slot map."""
