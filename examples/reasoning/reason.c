@@ -571,7 +571,8 @@ tables_done:
         char sub[160];
         snprintf(sub, sizeof sub, "%ld instances per point, error bars: 95%% interval, context %d tokens", n_per,
                  m.c.seq_len);
-        svgplot_figure fig = {"Accuracy against cache budget", sub, 2};
+        svgplot_figure fig = {.title = "Accuracy against cache budget", .subtitle = sub, .columns = 2,
+                              .legend_right = 1}; /* one legend: every panel has the same 14+ policies */
         FILE *f = fopen(svg_path, "w");
         int bad = !f || svgplot_write(f, &fig, panels, n_panels);
         if (f && fclose(f)) bad = 1;
