@@ -34,7 +34,7 @@ for f in best1 best2; do
         "$(sed -n 's/^RSS KiB: first \([0-9]*\), last \([0-9]*\).*/\2/p' "$dir/$f")"
 done
 ref=$(field 'hash kernel-independent' "$dir/best1")
-for isa in scalar avx2 avx512 neon; do
+for isa in scalar avx2 avx512 avx512_vnni avx512_bf16 neon; do
     [ "$isa" = "$best" ] && continue
     run "$isa" "$isa"
     got=$(field isa "$dir/$isa")
