@@ -46,6 +46,9 @@ static int prefill(void *state, const kvc_prefill *req, uint32_t *victims) {
 static const kvc_policy knorm = {
     KVC__POLICY_INIT("knorm", KVC_NEED_KEY_STATS),
     .default_sink = 4,
+    /* the newest keys often have the largest norms: unprotected, knorm evicts
+     * the tokens it has just read (docs/reasoning.md, docs/quality.md) */
+    .default_recent = KVC_RECENT_HALF,
     .state_size = state_size,
     .init = init,
     .on_insert = on_insert,

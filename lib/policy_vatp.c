@@ -59,6 +59,9 @@ static int prefill(void *state, const kvc_prefill *req, uint32_t *victims) {
 static const kvc_policy vatp = {
     KVC__POLICY_INIT("vatp", KVC_NEED_ATTN | KVC_NEED_VALUE_STATS),
     .default_sink = 4,
+    /* as h2o, whose budget split VATP builds on: a new token has no mass yet,
+     * and without a recent window it would be the first to go */
+    .default_recent = KVC_RECENT_HALF,
     .state_size = state_size,
     .init = init,
     .on_insert = on_insert,

@@ -30,7 +30,7 @@ import tasks as T  # noqa: E402
 WARMUP = 100
 # (sequence length, batch, steps, peak learning rate, share of the batch given to the copy aid)
 PHASES = [(64, 32, 900, 3e-3, 0.4), (128, 16, 400, 3e-3, 0.2), (256, 12, 600, 3e-3, 0.1),
-          (512, 8, 300, 2e-3, 0.05), (1024, 6, 200, 1e-3, 0.0)]
+          (512, 8, 400, 2e-3, 0.05), (1024, 6, 800, 1e-3, 0.0)]
 
 
 def batch(rng, length, n, copy_share):
