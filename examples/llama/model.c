@@ -462,6 +462,11 @@ int llm_state_init_policy(llm_state *s, const llm_model *m, const kvc_policy *po
     return state_init(s, m, policy, spec, budget, seed, KVC_DTYPE_F32, err, errlen);
 }
 
+int llm_state_init_ex(llm_state *s, const llm_model *m, const kvc_policy *policy, const char *spec, uint32_t budget,
+                      uint64_t seed, kvc_dtype dtype, char *err, size_t errlen) {
+    return state_init(s, m, policy, spec, budget, seed, dtype, err, errlen);
+}
+
 void llm_state_free(llm_state *s) {
     if (s->cache && s->m)
         for (int l = 0; l < s->m->c.n_layers; l++) kvc_cache_destroy(s->cache[l]);

@@ -78,6 +78,9 @@ int llm_dtype_by_name(const char *name, kvc_dtype *dtype);
  * `spec` then holds options only, e.g. "recent=8". */
 int llm_state_init_policy(llm_state *s, const llm_model *m, const kvc_policy *policy, const char *spec,
                           uint32_t budget, uint64_t seed, char *err, size_t errlen);
+/* Both: a policy by pointer (or NULL: `spec` names it) and K/V stored as `dtype`. */
+int llm_state_init_ex(llm_state *s, const llm_model *m, const kvc_policy *policy, const char *spec, uint32_t budget,
+                      uint64_t seed, kvc_dtype dtype, char *err, size_t errlen);
 void llm_state_free(llm_state *s);
 /* Run token `tok` at position `pos`; s->logits receives vocab_size logits.
  * Returns 0 or a kvc status (the failing cache's message in err). */

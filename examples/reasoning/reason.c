@@ -49,6 +49,7 @@ typedef struct {
     int n_inst;
     result *res;      /* n_cfg x n_inst */
     pthread_mutex_t mu;
+    kvc_dtype dtype;  /* K/V storage of every cache */
     int next, done, total, last_pct, quiet, failed;
     double t0;
     char err[700];
@@ -111,8 +112,7 @@ static int run_one(ctx *c, const config *cf, const task_inst *t, uint64_t seed, 
     llm_state st;
     const char *opts = "";
     const kvc_policy *pol = local_policy(cf->spec, &opts);
-    int rc = pol ? llm_state_init_policy(&st, c->m, pol, opts, cf->budget, seed, err, sizeof err)
-                 : llm_state_init(&st, c->m, cf->spec, cf->budget, seed, err, sizeof err);
+    int rc = llm_state_init_ex(&st, c->m, pol, pol ? opts : cf->spec, cf->budget, seed, c->dtype, err, sizeof err);
     if (rc) {
         fail(c, err);
         return -1;
@@ -235,6 +235,8 @@ static void usage(FILE *f) {
             "  --only LIST        comma-separated tasks to run (default recall,needle,chase,vt)\n"
             "  --threads N        worker threads (default 2)\n"
             "  --chase-budget N   budget of the pointer-chasing table (default 256)\n"
+            "  --dtype NAME       K/V storage of every cache, the full one included: f32 (default), f16,\n"
+            "                     bf16 or q8\n"
             "  --csv PATH, --md PATH, --svg PATH   outputs (default: none, the table goes to stdout)\n"
             "  --quiet            no progress on stderr\n");
 }
@@ -279,6 +281,8 @@ int main(int argc, char **argv) {
     char *policy_arg = NULL, *budget_arg = NULL, *only_arg = NULL;
     long n_per = 200, skip = 0, threads = 2, chase_budget = 256;
     int quiet = 0;
+    kvc_dtype dtype = KVC_DTYPE_F32;
+    const char *dtype_arg = "f32";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -303,6 +307,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--policies")) policy_arg = strdup(v);
         else if (!strcmp(a, "--budgets")) budget_arg = strdup(v);
         else if (!strcmp(a, "--only")) only_arg = strdup(v);
+        else if (!strcmp(a, "--dtype") && !llm_dtype_by_name(v, &dtype)) dtype_arg = v;
         else if (!strcmp(a, "--n") && !parse_long(v, 1, 100000, &n_per)) ;
         else if (!strcmp(a, "--skip") && !parse_long(v, 0, 100000, &skip)) ;
         else if (!strcmp(a, "--threads") && !parse_long(v, 1, 64, &threads)) ;
@@ -315,6 +320,7 @@ int main(int argc, char **argv) {
     }
 
     static ctx c;
+    c.dtype = dtype;
     char err[600];
     llm_model m;
     task_set ts;
@@ -421,8 +427,8 @@ int main(int argc, char **argv) {
         llm_state st;
         const char *opts = "";
         const kvc_policy *lp = local_policy(c.cfg[i].spec, &opts);
-        int rc = lp ? llm_state_init_policy(&st, &m, lp, opts, c.cfg[i].budget, 0, err, sizeof err)
-                    : llm_state_init(&st, &m, c.cfg[i].spec, c.cfg[i].budget, 0, err, sizeof err);
+        int rc = llm_state_init_ex(&st, &m, lp, lp ? opts : c.cfg[i].spec, c.cfg[i].budget, 0, c.dtype, err,
+                                   sizeof err);
         if (rc) {
             fprintf(stderr, "reason: %s\n", err);
             return 2;
@@ -462,7 +468,8 @@ int main(int argc, char **argv) {
 
     /* accuracy vs budget, one table per task */
     fprintf(md, "Accuracy (share of instances solved; recall: share of questions answered) with a 95%% interval,\n"
-                "%ld instances per cell, context %d tokens, model %s.\n\n", n_per, m.c.seq_len, model_path);
+                "%ld instances per cell, context %d tokens, model %s, K/V stored as %s.\n\n", n_per, m.c.seq_len,
+            model_path, dtype_arg);
     estimate full[N_TASKS];
     for (int t = 0; t < N_TASKS; t++) {
         int n = gather(&c, 0, t, buf, 0);
