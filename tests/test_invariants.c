@@ -267,7 +267,7 @@ TEST(invariant_policy_defaults) {
         {"full", 0, 0, 0, 1, 64},    {"window", 0, 0, 0, 1, 64},   {"sink", 0, 4, 0, 1, 64},
         {"random", 0, 0, 0, 1, 64},  {"h2o", 0, 0, 1024, 1, 64},   {"tova", 1, 0, 0, 1, 64},
         {"knorm", 0, 4, 1024, 1, 64}, {"vatp", 0, 4, 1024, 1, 64},     {"vase", 0, 4, 64, 64, 64},
-        {"vase_dkv", 0, 4, 64, 64, 64}, {"rkv", 0, 0, 8, 128, 8},  {"keydiff", 0, 0, 0, 1, 64},
+        {"vase_dkv", 0, 4, 64, 64, 64}, {"rkv", 0, 0, 8, 128, 8},  {"keydiff", 0, 0, 512, 1, 64},
         {"scissorhands", 0, 0, 10, 1, 64}, {"keyformer", 0, 0, 614, 1, 64}, /* 30% of 2048 */
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
