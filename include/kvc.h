@@ -1053,8 +1053,9 @@ KVC_API int kvc_quantize_q8(const float *x, uint32_t head_dim, void *row);
 /**
  * The instruction set the attention kernel runs on: "scalar", "avx2"
  * (AVX2 + FMA + F16C), "avx512" (F, BW, VL, DQ), "avx512_vnni" (also VNNI:
- * ::KVC_DTYPE_Q8 dot products in int8, the query quantised per head like a
- * stored row), "avx512_bf16" (also BF16: bf16 dot products by vdpbf16ps, the
+ * ::KVC_DTYPE_Q8 dot products by vpdpwssd on the int8 keys widened to int16,
+ * the query quantised once per call to int16 with one scale per head,
+ * max|q|/32767, about 2^-16 relative), "avx512_bf16" (also BF16: bf16 dot products by vdpbf16ps, the
  * query split into two bf16 parts, about 2^-17 relative) or "neon". The
  * rounded queries are the only departure from f32 arithmetic on the stored
  * values; force "avx512" to avoid them. Chosen once, at
