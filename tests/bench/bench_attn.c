@@ -938,7 +938,8 @@ int main(void) {
 
     /* policy bookkeeping over the bare kernel: at attend (h2o's target 1.03),
      * then over whole decode steps, evictions included */
-    static const char *const policies[] = {"h2o", "vase", "vase_dkv", "rkv", "keydiff", "scissorhands", "keyformer"};
+    static const char *const policies[] = {"h2o",          "vase",      "vase_dkv", "rkv", "keydiff",
+                                           "scissorhands", "keyformer", "snapkv"};
     enum { NPOL = sizeof policies / sizeof policies[0] };
     double worst_ratio = 0;
     if (worst_frac > 1e8) worst_frac = worst_ref = 0; /* no attn part */
