@@ -263,6 +263,7 @@ static void layout(kvc_cache *c, carver *cv) {
     c->high = carve(cv, store ? 0 : G, sizeof(uint32_t));
     c->cand = carve(cv, cap, sizeof(uint32_t));
     c->cand_key = carve(cv, cap, sizeof(uint64_t));
+    c->sort_tmp = carve(cv, cap, sizeof(uint64_t));
     c->uscore = carve(cv, cap, sizeof(float));
     c->heap = carve(cv, cap, sizeof(uint32_t));
     c->mark = carve(cv, cap, 1);
@@ -272,7 +273,8 @@ static void layout(kvc_cache *c, carver *cv) {
     c->qring = carve(cv, ring ? (size_t)c->qwin * c->n_q * c->d : 0, sizeof(float));
     c->wlogit = carve(cv, window ? (size_t)KVC__WBLOCK * cap : 0, sizeof(float));
     c->krow = carve(cv, window ? c->d : 0, sizeof(float));
-    c->wqt = carve(cv, window ? (size_t)KVC__WBLOCK * c->d : 0, sizeof(float));
+    c->wq = carve(cv, window ? (size_t)KVC__WBLOCK * c->d : 0, sizeof(float));
+    c->wout = carve(cv, window ? (size_t)KVC__WBLOCK * c->d : 0, sizeof(float));
     size_t M = c->pmax, pm = 0;
     if (M && !kvc__mul(G, M, &pm)) cv->ok = false;
     c->ptok = carve(cv, M, sizeof(kvc_token));

@@ -60,14 +60,16 @@ struct kvc_cache {
     uint32_t *obs_calls;/* INDEX: observe calls per group since the last reserve */
     uint32_t *cand;     /* cap: candidate units */
     uint64_t *cand_key; /* cap: sort keys */
+    uint64_t *sort_tmp; /* cap: the radix sort's other half */
     float *uscore;      /* cap: per-unit scores */
     uint32_t *heap;     /* cap: selection heap */
     uint8_t *mark;      /* cap: validation marks per slot */
     uint32_t *victims;  /* n_groups x chunk */
     float *qring;       /* qwin x n_q x d recent queries */
     float *wlogit;      /* KVC__WBLOCK x cap window logits */
-    float *krow;        /* d floats */
-    float *wqt;         /* d x KVC__WBLOCK transposed block of window queries */
+    float *krow;        /* d floats: one key as f32 (the exact path) */
+    float *wq;          /* KVC__WBLOCK x d window queries of one kernel call */
+    float *wout;        /* KVC__WBLOCK x d kernel output (discarded) */
     uint32_t qring_n, qring_head;
     /* prefill scratch, for pmax tokens (none when pmax is 0) */
     kvc_token *ptok;      /* pmax: one group's token facts */

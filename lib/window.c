@@ -17,20 +17,6 @@ void kvc__window_push(kvc_cache *c, const float *q) {
     if (c->qring_n < c->qwin) c->qring_n++;
 }
 
-/* Window scores (VaSE): for each recent query and each query head of the group,
- * softmax (T=1, the cache's scale) over the candidate units' slots; mean over
- * queries and heads; summed per unit. Renormalising over candidates is the
- * same as a softmax restricted to them. Queries are taken KVC__WBLOCK at a
- * time, transposed, so each key row is converted to f32 once per block and
- * the block's dot products run side by side (a loop the compiler vectorises
- * without reordering any sum). */
-static void dots(const float *restrict qt, const float *restrict k, uint32_t d, float *restrict out) {
-    float acc[KVC__WBLOCK] = {0};
-    for (uint32_t t = 0; t < d; t++)
-        for (uint32_t r = 0; r < KVC__WBLOCK; r++) acc[r] += qt[(size_t)t * KVC__WBLOCK + r] * k[t];
-    memcpy(out, acc, sizeof acc);
-}
-
 static const float *key_f32(const kvc_cache *c, const char *row, float *buf) {
     if (c->dtype == KVC_DTYPE_F32) return (const float *)(const void *)row;
     if (c->dtype == KVC_DTYPE_Q8) { /* the dequantised values, as the kernel reads them */
@@ -44,39 +30,67 @@ static const float *key_f32(const kvc_cache *c, const char *row, float *buf) {
     return buf;
 }
 
+/* One window row's softmax over the candidates' slots, added to out per unit:
+ * the exact path, for the rare row whose candidates the kernel's weights
+ * lost (the protected tokens took all the mass). */
+static void row_exact(kvc_cache *c, const char *kb, const float *q, const uint32_t *units, uint32_t n_units,
+                      float *lg, float *out) {
+    const uint32_t B = c->block, d = c->d;
+    float mx = -INFINITY;
+    size_t m = 0;
+    for (uint32_t u = 0; u < n_units; u++)
+        for (uint32_t j = 0; j < B; j++, m++) {
+            const float *kr = key_f32(c, kb + (size_t)(units[u] + j) * c->row_stride * c->esize, c->krow);
+            float dot = 0.0f;
+            for (uint32_t t = 0; t < d; t++) dot += q[t] * kr[t];
+            lg[m] = dot * c->scale;
+            mx = lg[m] > mx ? lg[m] : mx;
+        }
+    double sum = 0.0;
+    for (size_t t = 0; t < m; t++) sum += (lg[t] = expf(lg[t] - mx));
+    float inv = (float)(1.0 / sum);
+    m = 0;
+    for (uint32_t u = 0; u < n_units; u++)
+        for (uint32_t j = 0; j < B; j++, m++) out[u] += lg[m] * inv;
+}
+
+/* Window scores (VaSE): for each recent query and each query head of the
+ * group, softmax (T=1, the cache's scale) over the candidate units' slots;
+ * mean over queries and heads; summed per unit. The SIMD decode kernel does
+ * the work: KVC__WBLOCK recent queries of one head are the "query heads" of
+ * one call over every resident row of its kv head (STORE keeps them in slots
+ * [0, len)), whose weights are the softmax over all of them; renormalised over
+ * the candidates, that is exactly the softmax restricted to the candidates. */
 void kvc__window_scores(kvc_cache *c, uint32_t g, const uint32_t *units, uint32_t n_units, float *out) {
-    uint32_t B = c->block, d = c->d, cap = c->cap;
-    uint32_t h0 = c->n_groups == 1 ? 0 : g * c->qpg, h1 = h0 + c->qpg;
-    uint32_t ratio = c->n_q / c->n_kv;
+    const uint32_t B = c->block, d = c->d, cap = c->cap, n = c->len;
+    const uint32_t h0 = c->n_groups == 1 ? 0 : g * c->qpg, h1 = h0 + c->qpg;
+    const uint32_t ratio = c->n_q / c->n_kv;
     for (uint32_t i = 0; i < n_units; i++) out[i] = 0.0f;
     uint32_t rows = 0;
     for (uint32_t h = h0; h < h1; h++) {
         const char *kb = (const char *)c->k + (size_t)(h / ratio) * c->head_stride * c->esize;
         for (uint32_t qb = 0; qb < c->qring_n; qb += KVC__WBLOCK) {
-            uint32_t nb = c->qring_n - qb < KVC__WBLOCK ? c->qring_n - qb : KVC__WBLOCK;
-            for (uint32_t r = 0; r < KVC__WBLOCK; r++)
-                for (uint32_t t = 0; t < d; t++)
-                    c->wqt[(size_t)t * KVC__WBLOCK + r] = r < nb ? c->qring[((size_t)(qb + r) * c->n_q + h) * d + t] : 0.0f;
-            size_t m = 0;
-            float acc[KVC__WBLOCK];
-            for (uint32_t u = 0; u < n_units; u++)
-                for (uint32_t j = 0; j < B; j++, m++) {
-                    const float *kr = key_f32(c, kb + (size_t)(units[u] + j) * c->row_stride * c->esize, c->krow);
-                    dots(c->wqt, kr, d, acc);
-                    for (uint32_t r = 0; r < nb; r++) c->wlogit[(size_t)r * cap + m] = acc[r] * c->scale;
-                }
+            const uint32_t nb = c->qring_n - qb < KVC__WBLOCK ? c->qring_n - qb : KVC__WBLOCK;
+            for (uint32_t r = 0; r < nb; r++)
+                memcpy(c->wq + (size_t)r * d, c->qring + ((size_t)(qb + r) * c->n_q + h) * d, d * sizeof(float));
+            /* one kv head, nb query heads; V is read as K (the output is discarded) */
+            kvc_attn_layout L = {nb, 1, d, n, c->dtype, c->row_stride, c->head_stride, c->scale};
+            kvc__attention_heads(&L, 0, 1, c->wq, kb, kb, c->wout, c->wlogit, cap);
             for (uint32_t r = 0; r < nb; r++) {
-                float *logit = c->wlogit + (size_t)r * cap, mx = -INFINITY;
-                for (size_t t = 0; t < m; t++) mx = logit[t] > mx ? logit[t] : mx;
-                double sum = 0.0;
-                for (size_t t = 0; t < m; t++) {
-                    logit[t] = expf(logit[t] - mx);
-                    sum += logit[t];
-                }
-                float inv = (float)(1.0 / sum);
-                size_t t = 0;
+                const float *p = c->wlogit + (size_t)r * cap;
+                double s = 0.0;
                 for (uint32_t u = 0; u < n_units; u++)
-                    for (uint32_t j = 0; j < B; j++, t++) out[u] += logit[t] * inv;
+                    for (uint32_t j = 0; j < B; j++) s += p[units[u] + j];
+                if (!(s > 1e-30)) {
+                    row_exact(c, kb, c->wq + (size_t)r * d, units, n_units, c->wlogit + (size_t)r * cap, out);
+                    continue;
+                }
+                const float inv = (float)(1.0 / s);
+                for (uint32_t u = 0; u < n_units; u++) {
+                    float w = 0.0f;
+                    for (uint32_t j = 0; j < B; j++) w += p[units[u] + j];
+                    out[u] += w * inv;
+                }
             }
             rows += nb;
         }
