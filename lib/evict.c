@@ -44,7 +44,7 @@ static void sift(uint32_t *a, uint64_t *key, size_t i, size_t n) {
         i = m;
     }
 }
-static void sort_by_key(uint32_t *a, uint64_t *key, size_t n) {
+static void heap_sort(uint32_t *a, uint64_t *key, size_t n) {
     for (size_t i = n / 2; i-- > 0;) sift(a, key, i, n);
     for (size_t end = n; end-- > 1;) {
         uint32_t ta = a[0];
@@ -54,6 +54,39 @@ static void sort_by_key(uint32_t *a, uint64_t *key, size_t n) {
         key[0] = key[end];
         key[end] = tk;
         sift(a, key, 0, end);
+    }
+}
+
+/* Units by key (insertion index, unique), ascending. Runs at every eviction
+ * of a select policy, so: an LSD radix sort by bytes of key - min, each
+ * entry packed as (key - min) << 32 | unit, through tmp (n entries): one
+ * pass per byte of the candidates' span of insertion indices (two while it
+ * is under 64 Ki). A span of 2^32 or more takes the heap sort. */
+static void sort_by_key(uint32_t *a, uint64_t *key, uint64_t *tmp, size_t n) {
+    if (n < 2) return;
+    uint64_t lo = key[0], hi = key[0];
+    for (size_t i = 1; i < n; i++) {
+        lo = key[i] < lo ? key[i] : lo;
+        hi = key[i] > hi ? key[i] : hi;
+    }
+    if (hi - lo > UINT32_MAX) {
+        heap_sort(a, key, n);
+        return;
+    }
+    const uint64_t span = hi - lo;
+    uint64_t *src = key, *dst = tmp;
+    for (size_t i = 0; i < n; i++) key[i] = (key[i] - lo) << 32 | a[i];
+    for (unsigned shift = 32; shift < 64 && (span >> (shift - 32)); shift += 8) {
+        size_t at[257] = {0};
+        for (size_t i = 0; i < n; i++) at[((src[i] >> shift) & 255u) + 1]++;
+        for (size_t b = 1; b < 257; b++) at[b] += at[b - 1];
+        for (size_t i = 0; i < n; i++) dst[at[(src[i] >> shift) & 255u]++] = src[i];
+        uint64_t *t = src;
+        src = dst, dst = t;
+    }
+    for (size_t i = 0; i < n; i++) {
+        a[i] = (uint32_t)src[i];
+        key[i] = lo + (src[i] >> 32);
     }
 }
 
@@ -104,7 +137,7 @@ static int choose(kvc_cache *c, uint32_t g, uint32_t *victims) {
         return kvc__fail(c, KVC_EFULL, "group %u has %u evictable units, needs %u: protection leaves no room", g, n,
                          c->chunk);
     if (c->pol.select) {
-        sort_by_key(cand, c->cand_key, n);
+        sort_by_key(cand, c->cand_key, c->sort_tmp, n);
         float *ws = NULL;
         if ((c->pol.needs & KVC_NEED_QUERY_WINDOW) && c->mode == KVC_MODE_STORE && c->qring_n) {
             ws = c->uscore;
