@@ -247,7 +247,12 @@ AI void pv_block(int var, const char *vt, size_t rs, uint32_t t, const float *p,
                  bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf,
                  size_t ss) {
     (void)var;
-    pv_block_gen(vt, rs, t, p, HB, HB == 4 ? 2 : 4, off, d, masked, dt, out, corr, pf, npf, ss);
+    if (masked && d - off <= 8) /* small head_dim (or tail): no registers of zeros */
+        pv_block_gen(vt, rs, t, p, HB, 1, off, d, masked, dt, out, corr, pf, npf, ss);
+    else if (masked && d - off <= 16)
+        pv_block_gen(vt, rs, t, p, HB, 2, off, d, masked, dt, out, corr, pf, npf, ss);
+    else
+        pv_block_gen(vt, rs, t, p, HB, HB == 4 ? 2 : 4, off, d, masked, dt, out, corr, pf, npf, ss);
 }
 
 #include "attn/driver.h"

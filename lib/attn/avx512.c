@@ -151,22 +151,22 @@ AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, 
     for (int h = 0; h < HB; h++) memcpy(s + (size_t)h * ss + j, tmp + h * KB, (size_t)KB * sizeof(float));
 }
 
-/* out[h][off..off+64) = out*corr[h] + sum_j p[h][j] * V[j][off..], for HB
+/* out[h][off..off+16*NC) = out*corr[h] + sum_j p[h][j] * V[j][off..], for HB
  * heads; `masked` handles the last, partial group of columns. */
-AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d, bool masked,
-                 kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
+AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, int NC, uint32_t off, uint32_t d,
+                     bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
     const size_t rb = kvc__row_bytes(dt, d);
     __m512 acc[4][4];
     __mmask16 mk[4];
     UNROLL
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < NC; c++) {
         uint32_t lo = off + (uint32_t)c * 16;
         mk[c] = lo < d ? tail_mask(d - lo) : 0;
     }
     UNROLL
     for (int h = 0; h < HB; h++) {
         UNROLL
-        for (int c = 0; c < 4; c++) acc[h][c] = _mm512_setzero_ps();
+        for (int c = 0; c < NC; c++) acc[h][c] = _mm512_setzero_ps();
     }
     for (uint32_t j = 0; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
@@ -174,12 +174,12 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
         const float vsc = kvc__row_scale(row, d, dt); /* Q8 */
         __m512 v[4];
         UNROLL
-        for (int c = 0; c < 4; c++) v[c] = masked ? ldm(row, off + 16 * c, mk[c], dt) : ld(row, off + 16 * c, dt);
+        for (int c = 0; c < NC; c++) v[c] = masked ? ldm(row, off + 16 * c, mk[c], dt) : ld(row, off + 16 * c, dt);
         UNROLL
         for (int h = 0; h < HB; h++) {
             __m512 pb = _mm512_set1_ps(p[(size_t)h * ss + j] * vsc);
             UNROLL
-            for (int c = 0; c < 4; c++) acc[h][c] = _mm512_fmadd_ps(pb, v[c], acc[h][c]);
+            for (int c = 0; c < NC; c++) acc[h][c] = _mm512_fmadd_ps(pb, v[c], acc[h][c]);
         }
     }
     UNROLL
@@ -187,7 +187,7 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
         __m512 cf = _mm512_set1_ps(corr[h]);
         float *o = out + (size_t)h * d + off;
         UNROLL
-        for (int c = 0; c < 4; c++) {
+        for (int c = 0; c < NC; c++) {
             if (masked) {
                 __m512 y = _mm512_maskz_loadu_ps(mk[c], o + 16 * c);
                 _mm512_mask_storeu_ps(o + 16 * c, mk[c], _mm512_fmadd_ps(y, cf, acc[h][c]));
@@ -354,8 +354,12 @@ AI void pv_block(int var, const char *vt, size_t rs, uint32_t t, const float *p,
                  size_t ss) {
     if (var == VAR_PAIRS || var == VAR_DPBF16)
         pv_block_pairs(vt, rs, t, p, HB, off, d, masked, out, corr, pf, npf, ss);
+    else if (masked && d - off <= 16) /* small head_dim (or tail): no registers of zeros */
+        pv_block_gen(vt, rs, t, p, HB, 1, off, d, masked, dt, out, corr, pf, npf, ss);
+    else if (masked && d - off <= 32)
+        pv_block_gen(vt, rs, t, p, HB, 2, off, d, masked, dt, out, corr, pf, npf, ss);
     else
-        pv_block_gen(vt, rs, t, p, HB, off, d, masked, dt, out, corr, pf, npf, ss);
+        pv_block_gen(vt, rs, t, p, HB, 4, off, d, masked, dt, out, corr, pf, npf, ss);
 }
 
 AI vf v_exp(vf x) { return exp16(x); }

@@ -89,9 +89,11 @@ AI void qk_tile(int var, const float *q, const float *qbuf, uint32_t G, uint32_t
  * probabilities relative to the new running max out (0 up to the next
  * multiple of TILE). Each tile's probabilities are summed apart and the
  * tile sums added in order, so l carries the rounding of a TILE-key sum
- * plus one addition per tile, whatever the chunk length. */
-AI void softmax_chunk(float *s, uint32_t c, float *m, float *l, float *corr, float *wrow) {
-    if (wrow) memcpy(wrow, s, (size_t)c * sizeof(float));
+ * plus one addition per tile, whatever the chunk length. The weights row
+ * gets the raw logits, or with `probs` (the only chunk: its max is final)
+ * the probabilities themselves, so finish() need not take e^x again. */
+AI void softmax_chunk(float *s, uint32_t c, float *m, float *l, float *corr, float *wrow, bool probs) {
+    if (wrow && !probs) memcpy(wrow, s, (size_t)c * sizeof(float));
     const uint32_t cp = (c + TILE - 1) / TILE * TILE;
     for (uint32_t j = c; j < cp; j++) s[j] = -INFINITY; /* only in a partial last tile */
     vf vmax = v_set1(-INFINITY);
@@ -100,9 +102,13 @@ AI void softmax_chunk(float *s, uint32_t c, float *m, float *l, float *corr, flo
     const float mnew = tmax > *m ? tmax : *m;
     /* e^(m - mnew), 0 on the first chunk (m = -inf); no libm call in the
      * hot loop (a call would also spill every live vector register) */
-    float cbuf[VW];
-    v_store(cbuf, v_exp(v_set1(*m - mnew)));
-    *corr = cbuf[0];
+    if (*m == -INFINITY && mnew != -INFINITY) {
+        *corr = 0.0f; /* the first chunk: what v_exp gives, without its latency on the way */
+    } else {
+        float cbuf[VW];
+        v_store(cbuf, v_exp(v_set1(*m - mnew)));
+        *corr = cbuf[0];
+    }
     const vf vm = v_set1(mnew);
     float sum = 0.0f;
     for (uint32_t j0 = 0; j0 < cp; j0 += TILE) {
@@ -117,6 +123,7 @@ AI void softmax_chunk(float *s, uint32_t c, float *m, float *l, float *corr, flo
     }
     *l = *l * *corr + sum;
     *m = mnew;
+    if (wrow && probs) memcpy(wrow, s, (size_t)c * sizeof(float));
 }
 
 /* Columns of HB heads by pv_cols; the last, partial group is `masked`.
@@ -163,11 +170,12 @@ AI void scale_row(float *x, uint32_t n, float a, bool ex, float m) {
     }
 }
 
-/* out *= 1/l; weights (raw logits) -> exp(w - m) / l. */
-AI void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float l) {
+/* out *= 1/l; weights (raw logits) -> exp(w - m) / l, or (probs: already
+ * exp(w - m), the same bits) -> w / l. */
+AI void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float l, bool probs) {
     const float inv = 1.0f / l;
     scale_row(out, d, inv, false, 0.0f);
-    if (w) scale_row(w, n, inv, true, m);
+    if (w) scale_row(w, n, inv, !probs, m);
 }
 
 /* Floats of score scratch on the stack (32 KiB): a chunk of keys is as long
@@ -217,6 +225,7 @@ AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
      * rows a pv_block reads together do not alias in L1 (4 KiB aliasing) */
     const uint32_t ch = KVC__CHUNKED ? (SCRATCH / gmax - 16) / TILE * TILE : TILE;
     const size_t ss = ch + 16; /* scratch stride between heads */
+    const bool one = n <= ch;  /* a single chunk: its softmax is the final one */
     for (uint32_t c0 = 0, c; c0 < n; c0 += c) { /* += c: never wraps past n */
         c = n - c0 < ch ? n - c0 : ch;
         for (uint32_t x = 0; x < nj; x++) {
@@ -237,7 +246,7 @@ AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
             }
             for (uint32_t h = 0; h < G; h++)
                 softmax_chunk(s + (size_t)h * ss, c, &m[x * MAXH + h], &l[x * MAXH + h], &corr[h],
-                              job->weights ? job->weights + (size_t)h * job->wstride + c0 : NULL);
+                              job->weights ? job->weights + (size_t)h * job->wstride + c0 : NULL, one);
             for (uint32_t j0 = 0, t; j0 < c; j0 += t) {
                 t = c - j0 < TILE ? c - j0 : TILE;
                 const bool last = j0 + t == c;
@@ -251,7 +260,7 @@ AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
         const kvc__attn_job *job = &jobs[x];
         for (uint32_t h = 0; h < job->r; h++)
             finish(job->out + (size_t)h * d, d, job->weights ? job->weights + (size_t)h * job->wstride : NULL, n,
-                   m[x * MAXH + h], l[x * MAXH + h]);
+                   m[x * MAXH + h], l[x * MAXH + h], one);
     }
 }
 
