@@ -487,52 +487,58 @@ uint64_t llm_state_evictions(const llm_state *s) {
 
 /* out[r] = sum_c w[r][c] x[c], from the transposed matrix wt[c][r]. Each
  * output is summed in column order, exactly like the plain loop
- * `acc += w[r][c] * x[c]` (ISO C mode contracts no multiply-add), but eight
- * to 32 rows advance together in vector registers, so the result is the
- * same bits on every build and only the speed differs. */
+ * `acc += w[r][c] * x[c]` (ISO C mode contracts no multiply-add), but
+ * whole blocks of rows advance together in vector registers, eight
+ * independent accumulators at a time where the rows allow (the additions'
+ * latency, not their count, bounds a single chain), so the result is the
+ * same bits on every build and only the speed differs. V is the vector
+ * type, W its lanes. */
 typedef float v8f __attribute__((vector_size(32)));
-/* A macro, not a function: passing v8f by value would change the ABI
- * between the baseline and the AVX2 build. */
-#define LD8(v, p) memcpy(&(v), (p), sizeof(v))
-#define ST8(p, v) memcpy((p), &(v), sizeof(v))
-#define MATVEC_BODY                                                                                          \
+typedef float v16f __attribute__((vector_size(64)));
+/* Macros, not functions: passing vectors by value would change the ABI
+ * between the baseline and the AVX builds. */
+#define LDV(v, p) memcpy(&(v), (p), sizeof(v))
+#define STV(p, v) memcpy((p), &(v), sizeof(v))
+#define MATVEC_BLOCK(V, W, NA)                                                                               \
+    for (; r + (NA) * (W) <= rows; r += (NA) * (W)) {                                                        \
+        V acc[NA], t;                                                                                        \
+        _Pragma("GCC unroll 8") for (int a = 0; a < (NA); a++) acc[a] = (V){0};                              \
+        const float *p = wt + r;                                                                             \
+        for (int j = 0; j < cols; j++, p += R) {                                                             \
+            V xj = (V){0} + x[j];                                                                            \
+            _Pragma("GCC unroll 8") for (int a = 0; a < (NA); a++) {                                         \
+                LDV(t, p + a * (W));                                                                         \
+                acc[a] += t * xj;                                                                            \
+            }                                                                                                \
+        }                                                                                                    \
+        _Pragma("GCC unroll 8") for (int a = 0; a < (NA); a++) STV(out + r + a * (W), acc[a]);               \
+    }
+#define MATVEC_BODY(V, W)                                                                                    \
     const size_t R = (size_t)rows;                                                                           \
     int r = 0;                                                                                               \
-    v8f t0, t1, t2, t3;                                                                                      \
-    for (; r + 32 <= rows; r += 32) {                                                                        \
-        v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                                          \
-        const float *p = wt + r;                                                                             \
-        for (int j = 0; j < cols; j++, p += R) {                                                             \
-            v8f xj = (v8f){0} + x[j];                                                                        \
-            LD8(t0, p), LD8(t1, p + 8), LD8(t2, p + 16), LD8(t3, p + 24);                                    \
-            a0 += t0 * xj, a1 += t1 * xj, a2 += t2 * xj, a3 += t3 * xj;                                      \
-        }                                                                                                    \
-        ST8(out + r, a0), ST8(out + r + 8, a1), ST8(out + r + 16, a2), ST8(out + r + 24, a3);                \
-    }                                                                                                        \
-    for (; r + 8 <= rows; r += 8) {                                                                          \
-        v8f a0 = {0};                                                                                        \
-        const float *p = wt + r;                                                                             \
-        for (int j = 0; j < cols; j++, p += R) {                                                             \
-            LD8(t0, p);                                                                                      \
-            a0 += t0 * ((v8f){0} + x[j]);                                                                    \
-        }                                                                                                    \
-        ST8(out + r, a0);                                                                                    \
-    }                                                                                                        \
+    MATVEC_BLOCK(V, W, 8)                                                                                    \
+    MATVEC_BLOCK(V, W, 4)                                                                                    \
+    MATVEC_BLOCK(V, W, 1)                                                                                    \
     for (; r < rows; r++) {                                                                                  \
         float acc = 0.0f;                                                                                    \
         for (int j = 0; j < cols; j++) acc += wt[(size_t)j * R + (size_t)r] * x[j];                          \
         out[r] = acc;                                                                                        \
     }
 
-static void matvec_base(float *out, const float *wt, const float *x, int rows, int cols) { MATVEC_BODY }
+static void matvec_base(float *out, const float *wt, const float *x, int rows, int cols) { MATVEC_BODY(v8f, 8) }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 __attribute__((target("avx2"))) static void matvec_avx2(float *out, const float *wt, const float *x, int rows,
                                                          int cols) {
-    MATVEC_BODY
+    MATVEC_BODY(v8f, 8)
+}
+__attribute__((target("avx512f"))) static void matvec_avx512(float *out, const float *wt, const float *x, int rows,
+                                                             int cols) {
+    MATVEC_BODY(v16f, 16)
 }
 static void matvec(float *out, const float *wt, const float *x, int rows, int cols) {
-    if (__builtin_cpu_supports("avx2")) matvec_avx2(out, wt, x, rows, cols);
+    if (__builtin_cpu_supports("avx512f")) matvec_avx512(out, wt, x, rows, cols);
+    else if (__builtin_cpu_supports("avx2")) matvec_avx2(out, wt, x, rows, cols);
     else matvec_base(out, wt, x, rows, cols);
 }
 #else
