@@ -604,6 +604,12 @@ int llm_forward_ex(llm_state *s, int tok, int pos, int want_logits, char *err, s
         matvec(s->v, m->twv + L * KV * D, s->xb, KV, D);
         rope(s->q, c->n_heads, hs, cs, sn);
         rope(s->k, c->n_kv_heads, hs, cs, sn); /* K is cached after RoPE */
+        if (s->trace && pos < s->trace_len) {
+            float *t = s->trace + (size_t)pos * llm_trace_floats(m) + L * (size_t)(D + 2 * KV);
+            memcpy(t, s->q, (size_t)D * sizeof(float));
+            memcpy(t + D, s->k, (size_t)KV * sizeof(float));
+            memcpy(t + D + KV, s->v, (size_t)KV * sizeof(float));
+        }
         int rc = kvc_cache_append(s->cache[l], pos, s->k, s->v);
         if (rc) return cache_err(rc, s->cache[l], l, "append", err, errlen);
         rc = kvc_cache_attend(s->cache[l], s->q, s->att);
@@ -624,6 +630,23 @@ int llm_forward_ex(llm_state *s, int tok, int pos, int want_logits, char *err, s
     }
     rmsnorm(s->xb, s->x, m->rms_final, D);
     matvec(s->logits, m->twcls, s->xb, c->vocab_size, D);
+    return 0;
+}
+
+size_t llm_trace_floats(const llm_model *m) {
+    return (size_t)m->c.n_layers * (size_t)(m->c.dim + 2 * m->c.kv_dim);
+}
+
+int llm_replay(llm_state *s, const float *trace, int pos, char *err, size_t errlen) {
+    const llm_config *c = &s->m->c;
+    const size_t D = (size_t)c->dim, KV = (size_t)c->kv_dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        const float *t = trace + (size_t)l * (D + 2 * KV);
+        int rc = kvc_cache_append(s->cache[l], pos, t + D, t + D + KV);
+        if (rc) return cache_err(rc, s->cache[l], l, "append", err, errlen);
+        rc = kvc_cache_attend(s->cache[l], t, s->att);
+        if (rc) return cache_err(rc, s->cache[l], l, "attend", err, errlen);
+    }
     return 0;
 }
 

@@ -42,6 +42,10 @@ typedef struct {
     kvc_cache **cache; /* one per layer */
     float *x, *xb, *q, *k, *v, *att, *h1, *h3, *logits;
     double *inv_freq; /* head_size/2 RoPE frequencies */
+    /* NULL, or room for trace_len positions of llm_trace_floats() each:
+     * llm_forward_ex writes there what each layer hands its cache */
+    float *trace;
+    int trace_len;
 } llm_state;
 
 /* Errors: every loader returns 0 or -1 and writes a message into err. */
@@ -89,6 +93,16 @@ int llm_forward(llm_state *s, int tok, int pos, char *err, size_t errlen);
  * and attends, so policies observe it) but the last layer's output and the
  * logits are not computed. */
 int llm_forward_ex(llm_state *s, int tok, int pos, int want_logits, char *err, size_t errlen);
+/* Floats one position of a trace holds: every layer's q (after RoPE), k
+ * (after RoPE) and v, in that order. */
+size_t llm_trace_floats(const llm_model *m);
+/* Hand position `pos` of a trace (one recorded by llm_forward_ex on a state
+ * whose caches held the same tokens) to s's caches: every layer appends its
+ * k and v and attends with its q, as llm_forward_ex would, without the
+ * matrix products; nothing else of s changes. While no cache has evicted,
+ * every policy's caches see exactly what the recording saw, so a run can
+ * start from another's trace. Returns 0 or a kvc status (message in err). */
+int llm_replay(llm_state *s, const float *trace, int pos, char *err, size_t errlen);
 /* Tokens evicted so far, summed over layers and groups. */
 uint64_t llm_state_evictions(const llm_state *s);
 

@@ -106,7 +106,35 @@ static float resident_share(const llm_state *st, int64_t pos, int64_t *buf) {
     return n ? (float)held / (float)n : 0.0f;
 }
 
-static int run_one(ctx *c, const config *cf, const task_inst *t, uint64_t seed, result *r, int64_t *posbuf) {
+/* One worker's record of an instance's full-cache run: what each layer
+ * handed its cache at every position, and the prediction at each scored one.
+ * Until a cache first fills, every policy's caches hold exactly the full
+ * cache's tokens, so every other run of the instance replays that stretch
+ * from here (attention and policy updates included, only the matrix
+ * products skipped) instead of recomputing it. */
+typedef struct {
+    float *trace; /* seq_len x llm_trace_floats() */
+    int *pred;    /* seq_len: the full run's prediction for position p + 1, or -1 */
+    int len;      /* positions recorded */
+} full_record;
+
+static void progress(ctx *c) {
+    pthread_mutex_lock(&c->mu);
+    c->done++;
+    int pct = (int)(100.0 * c->done / c->total);
+    if (!c->quiet && pct != c->last_pct) {
+        c->last_pct = pct;
+        double el = now() - c->t0;
+        fprintf(stderr, "\r  %3d%%  %d/%d runs  %.0f s elapsed, about %.0f s left   ", pct, c->done, c->total, el,
+                el / c->done * (c->total - c->done));
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The full-cache run records into fr (record = 1); every other run replays
+ * fr's positions before its caches' capacity. */
+static int run_one(ctx *c, const config *cf, const task_inst *t, uint64_t seed, result *r, int64_t *posbuf,
+                   full_record *fr, int record) {
     const int V = c->m->c.vocab_size;
     char err[600];
     llm_state st;
@@ -118,18 +146,36 @@ static int run_one(ctx *c, const config *cf, const task_inst *t, uint64_t seed, 
         return -1;
     }
     memset(r, 0, sizeof *r);
+    int replay = 0; /* positions taken from the full run: before any cache can evict */
+    if (record) {
+        st.trace = fr->trace, st.trace_len = c->m->c.seq_len;
+        fr->len = 0;
+    } else {
+        replay = fr->len;
+        for (int l = 0; l < c->m->c.n_layers; l++) {
+            int cap = (int)kvc_cache_capacity(st.cache[l]);
+            replay = cap < replay ? cap : replay;
+        }
+    }
     int next = 0, right = 0, all_right = 1, pred = -1, hop = 0, prefix_ok = 1, node = -1;
     for (int p = 0; p + 1 < t->len; p++) {
         int tok = t->tok[p];
         if (next > 0 && t->pos[next - 1] == p && t->kind[next - 1] == KIND_GEN) tok = pred;
         int scored = next < t->n_scored && t->pos[next] == p + 1;
-        if (llm_forward_ex(&st, tok, p, scored, err, sizeof err)) {
+        int rc = p < replay ? llm_replay(&st, fr->trace + (size_t)p * llm_trace_floats(c->m), p, err, sizeof err)
+                            : llm_forward_ex(&st, tok, p, scored, err, sizeof err);
+        if (rc) {
             fail(c, err);
             llm_state_free(&st);
             return -1;
         }
+        if (record && p < st.trace_len) {
+            fr->pred[p] = -1;
+            fr->len = p + 1;
+        }
         if (!scored) continue;
-        pred = llm_argmax(st.logits, V);
+        pred = p < replay ? fr->pred[p] : llm_argmax(st.logits, V);
+        if (record && p < st.trace_len) fr->pred[p] = pred;
         int ok = pred == t->tok[p + 1];
         right += ok;
         all_right &= ok;
@@ -149,35 +195,33 @@ static int run_one(ctx *c, const config *cf, const task_inst *t, uint64_t seed, 
     return 0;
 }
 
+/* A job is one instance: its full-cache run (config 0) first, then every
+ * other config, which replays the full run's common start. */
 static void *worker(void *arg) {
     ctx *c = arg;
-    int64_t *posbuf = malloc(sizeof(int64_t) * (c->m->c.seq_len + 64));
-    if (!posbuf) {
+    const size_t S = (size_t)c->m->c.seq_len;
+    int64_t *posbuf = malloc(sizeof(int64_t) * (S + 64));
+    full_record fr = {malloc(sizeof(float) * S * llm_trace_floats(c->m)), malloc(sizeof(int) * S), 0};
+    if (!posbuf || !fr.trace || !fr.pred) {
         fail(c, "out of memory");
+        free(posbuf), free(fr.trace), free(fr.pred);
         return NULL;
     }
     for (;;) {
         pthread_mutex_lock(&c->mu);
-        int job = c->failed ? c->total : c->next++;
+        int ii = c->failed ? c->n_inst : c->next++;
         pthread_mutex_unlock(&c->mu);
-        if (job >= c->total) break;
-        int ci = job / c->n_inst, ii = job % c->n_inst;
+        if (ii >= c->n_inst) break;
         const task_inst *t = &c->ts->inst[c->inst[ii]];
-        if (run_one(c, &c->cfg[ci], t, 1000003ull * (uint64_t)(c->inst[ii] + 1), &c->res[(size_t)ci * c->n_inst + ii],
-                    posbuf))
-            break;
-        pthread_mutex_lock(&c->mu);
-        c->done++;
-        int pct = (int)(100.0 * c->done / c->total);
-        if (!c->quiet && pct != c->last_pct) {
-            c->last_pct = pct;
-            double el = now() - c->t0;
-            fprintf(stderr, "\r  %3d%%  %d/%d runs  %.0f s elapsed, about %.0f s left   ", pct, c->done, c->total, el,
-                    el / c->done * (c->total - c->done));
+        int bad = 0;
+        for (int ci = 0; ci < c->n_cfg && !bad; ci++) {
+            bad = run_one(c, &c->cfg[ci], t, 1000003ull * (uint64_t)(c->inst[ii] + 1),
+                          &c->res[(size_t)ci * c->n_inst + ii], posbuf, &fr, ci == 0);
+            if (!bad) progress(c);
         }
-        pthread_mutex_unlock(&c->mu);
+        if (bad) break;
     }
-    free(posbuf);
+    free(posbuf), free(fr.trace), free(fr.pred);
     return NULL;
 }
 
