@@ -158,7 +158,7 @@ static int run_one(ctx *c, const config *cf, const task_inst *t, uint64_t seed, 
         }
     }
     int next = 0, right = 0, all_right = 1, pred = -1, hop = 0, prefix_ok = 1, node = -1;
-    for (int p = 0; p + 1 < t->len; p++) {
+    for (int p = 0; p + 1 < t->len && next < t->n_scored; p++) { /* nothing after the last scored token counts */
         int tok = t->tok[p];
         if (next > 0 && t->pos[next - 1] == p && t->kind[next - 1] == KIND_GEN) tok = pred;
         int scored = next < t->n_scored && t->pos[next] == p + 1;
