@@ -14,19 +14,20 @@ FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz-%)
 FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz-replay-%)
-FUZZ_HDRS    := include/kvc.h tests/fuzz/fuzz_util.h
+FUZZ_HDRS    := include/kvc.h tests/fuzz/fuzz_util.h tests/snapshot.h
+FUZZ_HELPERS := tests/snapshot.c
 
 $(FUZZ_DIR)/obj/%.o: %.c include/kvc.h $(wildcard lib/*.h lib/attn/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(KVC_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(ISA_FLAGS_$(basename $(notdir $<))) -c $< -o $@
 
-$(FUZZ_DIR)/fuzz-%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ) $(FUZZ_HDRS)
+$(FUZZ_DIR)/fuzz-%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ) $(FUZZ_HELPERS) $(FUZZ_HDRS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(TEST_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) -lm
+	$(FUZZ_CC) $(TEST_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_HELPERS) $(FUZZ_LIB_OBJ) -lm
 
-$(BUILD)/tests/fuzz-replay-%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c $(STATIC) $(FUZZ_HDRS)
+$(BUILD)/tests/fuzz-replay-%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c $(FUZZ_HELPERS) $(STATIC) $(FUZZ_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/driver.c $(STATIC) -lm
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/driver.c $(FUZZ_HELPERS) $(STATIC) -lm
 
 fuzz-build: $(FUZZ_BINS)
 

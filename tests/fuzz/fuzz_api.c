@@ -1,12 +1,16 @@
 /* API fuzz target. The input decodes into a sequence of calls on one cache at
- * a time: create (shape, mode, dtype, policy, options, or a spec string),
- * options, append/attend/attend_heads or reserve/observe, read, prepare,
- * reset, destroy. After every call the cache is compared with a small
+ * a time: create (shape, mode, dtype, policy, options, or a spec string, with
+ * or without create_spec_err's message), options, append/attend/attend_heads
+ * or reserve/observe, a whole prompt (prefill, prefill_index, with protect
+ * and prefill_max), compaction plans, read, prepare, reset, destroy. After every call the cache is compared with a small
  * reference model: residents per group and their positions, empty slots -1
  * (INDEX) or residents dense in [0, len) (STORE), the stored K/V rows, the
- * attention output (f64 reference), sinks and recent tokens never evicted,
- * evictions in whole aligned blocks, counters, and failing calls leaving the
- * cache exactly as it was. One "policy" is written by the input itself and
+ * attention output (f64 reference), sinks, recent and protected tokens never
+ * evicted, evictions in whole aligned blocks, a prefill's kept set (every
+ * protected token, in position order, the default rule's choice exactly),
+ * compaction moves that make the residents dense, counters, and failing
+ * calls leaving the cache exactly as it was (tests/snapshot.c's full
+ * snapshot for the prefill and compaction calls). One "policy" is written by the input itself and
  * plays the hostile author: bad victim sets, errors, NaN scores, odd state
  * sizes, optional slots missing. An allocator that fails on demand covers
  * out-of-memory paths and checks that destroy frees everything. */
@@ -17,9 +21,10 @@
 
 #include "fuzz_util.h"
 #include "kvc.h"
+#include "snapshot.h"
 
 enum { MAX_KV = 3, MAX_RATIO = 9, MAX_Q = MAX_KV * MAX_RATIO, MAX_D = 130, MAX_CAP = 160, MAX_G = MAX_KV,
-       POL_HOSTILE = 14, N_POL = 15 };
+       POL_HOSTILE = 14, N_POL = 16, MAX_PROMPT = 2 * MAX_CAP, MAX_WIN = 24 };
 
 /* option keys, from the header's one table */
 #define FZ_OPT_KEY(name, value, key, min, max, choices, doc) key,
@@ -73,6 +78,16 @@ typedef struct {
     float scale;
     bool frozen, evicts;
     uint32_t sink, recent, chunk, block;
+    int64_t protect;
+    uint32_t high[MAX_G]; /* INDEX: one past the highest slot used since the last compaction, prefill or reset */
+    /* the prefill in progress, for the hostile policy's callbacks */
+    struct {
+        bool active;
+        int64_t pos;
+        uint32_t n, w;
+        const float *scores; /* INDEX: the engine's, G x n; NULL */
+    } pf;
+    bool in_compact;
     /* tokens since the last reset, in insertion order: seq = index */
     int64_t *tpos;
     float *tk, *tv;
@@ -83,6 +98,7 @@ typedef struct {
 } model;
 
 static model M;
+static void on_frozen(void);
 
 /* The hostile policy's configuration and what its last select answered. */
 static struct {
@@ -96,11 +112,19 @@ static struct {
     bool called;
     uint32_t victims[MAX_G][MAX_CAP];
     uint32_t n_victims[MAX_G];
+    /* prefill: groups asked, whether an answer was bad (the core must stop there), the valid answers */
+    uint32_t pf_calls;
+    bool pf_bad;
+    uint32_t pf_victims[MAX_G][MAX_PROMPT];
+    /* compaction: the moves on_move reported */
+    uint32_t n_moves;
+    kvc_move moves[MAX_CAP];
 } H;
 
 static const char *const pol_names[N_POL] = {"full",     "window", "sink",    "random",       "h2o",
                                              "tova",     "knorm",  "vatp",    "vase",         "vase_dkv",
-                                             "rkv",      "keydiff", "scissorhands", "keyformer", "hostile"};
+                                             "rkv",      "keydiff", "scissorhands", "keyformer", "hostile",
+                                             "snapkv"};
 
 static long seq_of(int64_t pos) {
     size_t lo = 0, hi = M.ntok;
@@ -115,7 +139,17 @@ static long seq_of(int64_t pos) {
 }
 
 static bool is_protected(long seq, uint64_t appended) {
-    return (uint64_t)seq < M.sink || (uint64_t)seq + M.recent >= appended;
+    return (uint64_t)seq < M.sink || (uint64_t)seq + M.recent >= appended || M.tpos[seq] < M.protect;
+}
+
+/* Prompt token i of the prefill in progress: protected (sink, protect, the last max(recent, window))? */
+static bool pf_protected(uint32_t i) {
+    uint32_t tail = M.recent > M.pf.w ? M.recent : M.pf.w;
+    return i < M.sink || M.pf.pos + (int64_t)i < M.protect || (uint64_t)i + tail >= M.pf.n;
+}
+
+static const kvc_policy *cur_policy(void) {
+    return M.pol == POL_HOSTILE ? &H.p : kvc_policy_by_name(pol_names[M.pol]);
 }
 
 /* ------------------------------------------------------------ input data */
@@ -158,7 +192,13 @@ static int h_init(void *state, const kvc_policy_ctx *ctx) {
 static void h_on_insert(void *state, uint32_t g, uint32_t slot, const kvc_token *tok) {
     (void)state;
     FZ_CHECK(g < M.G && slot < M.cap, "on_insert(%u, %u)", g, slot);
-    FZ_CHECK(tok->seq == M.ntok && tok->pos > M.last_pos, "on_insert token seq %llu", (unsigned long long)tok->seq);
+    if (M.pf.active)
+        FZ_CHECK(tok->seq < M.pf.n && tok->pos == M.pf.pos + (int64_t)tok->seq && slot < M.pf.n,
+                 "prefill on_insert: slot %u seq %llu pos %lld", slot, (unsigned long long)tok->seq,
+                 (long long)tok->pos);
+    else
+        FZ_CHECK(tok->seq == M.ntok && tok->pos > M.last_pos, "on_insert token seq %llu",
+                 (unsigned long long)tok->seq);
     FZ_CHECK(tok->key_norm >= 0 && tok->value_range >= 0 && tok->value_l1 >= 0, "token stats");
 }
 
@@ -170,7 +210,13 @@ static void h_on_attend(void *state, uint32_t g, const float *mass, uint32_t n) 
 
 static void h_on_move(void *state, uint32_t g, uint32_t from, uint32_t to) {
     (void)state;
-    FZ_CHECK(M.mode == KVC_MODE_STORE && g < M.G && from < M.cap && to < M.cap && from != to, "on_move");
+    FZ_CHECK((M.mode == KVC_MODE_STORE || M.in_compact) && g < M.G && from < M.cap && to < M.cap && from != to,
+             "on_move(%u, %u -> %u)", g, from, to);
+    if (M.in_compact) {
+        FZ_CHECK(H.n_moves < M.cap, "compaction: more on_move calls than slots");
+        H.moves[H.n_moves].from = from;
+        H.moves[H.n_moves++].to = to;
+    }
 }
 
 static void h_score(void *state, uint32_t g, const uint32_t *slots, uint32_t n, float *keep) {
@@ -274,6 +320,75 @@ static int h_select(void *state, const kvc_select *req, uint32_t *victims) {
     return 0;
 }
 
+/* The prefill request must be exactly the prompt, its unprotected tokens as
+ * candidates and its window's scores; then answer from the input, valid or not. */
+static int h_prefill(void *state, const kvc_prefill *req, uint32_t *victims) {
+    (void)state;
+    FZ_CHECK(M.pf.active, "the prefill slot was called outside a prefill");
+    on_frozen(); /* the call froze the cache: the model reads the options it protects with */
+    uint32_t g = req->group, n = req->n_tokens, nv = req->n_victims;
+    FZ_CHECK(g < M.G && n == M.pf.n && req->n_window == M.pf.w && nv == n - M.cap && req->rng,
+             "prefill request: group %u, %u tokens, window %u, %u victims", g, n, req->n_window, nv);
+    uint32_t nc = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        FZ_CHECK(req->tokens[i].pos == M.pf.pos + (int64_t)i && req->tokens[i].seq == i, "prefill token %u", i);
+        if (pf_protected(i)) continue;
+        FZ_CHECK(nc < req->n_candidates && req->candidates[nc] == i, "prefill candidate %u: expected token %u", nc, i);
+        nc++;
+    }
+    FZ_CHECK(nc == req->n_candidates && nc >= nv, "prefill: %u candidates (model %u) for %u victims",
+             req->n_candidates, nc, nv);
+    if (M.mode == KVC_MODE_STORE) {
+        FZ_CHECK((req->score != NULL) == (M.pf.w > 0), "prefill scores given without a window, or missing");
+        if (req->score) {
+            double sum = 0;
+            for (uint32_t i = 0; i < n; i++) {
+                FZ_CHECK(req->score[i] >= 0 && isfinite(req->score[i]), "prefill score[%u] = %g", i, req->score[i]);
+                sum += req->score[i];
+            }
+            /* each window query's causal softmax sums to 1: so does their mean */
+            FZ_CHECK(fabs(sum - 1.0) < 1e-3, "prefill window scores sum to %.9g", sum);
+        }
+    } else {
+        FZ_CHECK((req->score != NULL) == (M.pf.scores != NULL), "prefill_index scores lost or invented");
+        if (req->score)
+            FZ_CHECK(memcmp(req->score, M.pf.scores + (size_t)g * n, n * sizeof *req->score) == 0,
+                     "prefill_index: group %u's scores are not the engine's", g);
+    }
+    H.pf_calls++;
+    uint8_t how = u8();
+    if (how < 176) {
+        static uint32_t pool[MAX_PROMPT];
+        memcpy(pool, req->candidates, nc * sizeof *pool);
+        for (uint32_t i = 0; i < nv; i++) {
+            uint32_t j = i + u8() % (nc - i), t = pool[i];
+            pool[i] = pool[j];
+            pool[j] = t;
+            victims[i] = H.pf_victims[g][i] = pool[i];
+        }
+        return 0;
+    }
+    H.pf_bad = true;
+    if (how % 6 == 5) return 0; /* nothing written: the core's UINT32_MAX fill */
+    for (uint32_t i = 0; i < nv; i++) victims[i] = req->candidates[i];
+    uint32_t prot = n;
+    for (uint32_t i = 0; i < n && prot == n; i++)
+        if (pf_protected(i)) prot = i;
+    switch (how % 6) {
+    case 0: return how & 8 ? -(int)(u8() % 20) - 1 : 1 + u8(); /* an error, or a positive code */
+    case 1: victims[u8() % nv] = n + u8(); break;              /* out of range */
+    case 2: /* a duplicate (or out of range when there is one victim) */
+        if (nv > 1)
+            victims[nv - 1] = victims[u8() % (nv - 1)];
+        else
+            victims[0] = n;
+        break;
+    case 3: victims[u8() % nv] = prot; break; /* protected (or out of range when nothing is) */
+    default: victims[nv - 1] = UINT32_MAX; break;
+    }
+    return 0;
+}
+
 static void h_fini(void *state) {
     if (H.used && H.used < 4096) memset(state, 0x5a, H.used);
 }
@@ -311,7 +426,8 @@ static const kvc_policy *hostile(void) {
         H.p.select = h_select;
     else if (o & 64)
         H.p.score = h_score;
-    /* neither: never evicts */
+    /* neither: never evicts (in decode) */
+    if ((o & 0x60) == 0x60 || (!(o & 0x60) && (g & 0x10))) H.p.prefill = h_prefill;
     /* o's top bit: later state_size answers differ from the first */
     H.ssize2 = o & 128 ? sizes[((f >> 2) ^ g) & 7] : H.ssize;
     if (!(f & 1)) H.ssize = H.ssize2 = 0;
@@ -387,6 +503,7 @@ static void read_options(void) {
     M.recent = (uint32_t)v[KVC_OPT_RECENT];
     M.chunk = (uint32_t)v[KVC_OPT_CHUNK];
     M.block = (uint32_t)v[KVC_OPT_BLOCK];
+    M.protect = v[KVC_OPT_PROTECT];
     FZ_CHECK(M.chunk >= 1 && M.block >= 1 && M.cap % M.block == 0, "frozen options chunk %u block %u", M.chunk,
              M.block);
     FZ_CHECK(kvc_cache_groups(M.c) == M.G, "groups");
@@ -404,6 +521,7 @@ static void model_reset(void) {
     M.ntok = 0;
     M.last_pos = -1;
     M.obs_pending = false;
+    memset(M.high, 0, sizeof M.high);
 }
 
 /* --------------------------------------------------------------- calls */
@@ -425,6 +543,36 @@ static int64_t opt_values(uint8_t b) {
     return b % 6;
 }
 
+/* kvc_cache_create_spec_err into a buffer of a size from the input: on
+ * success "", on failure a message that fits (NUL-terminated, nothing past
+ * err_size written), the start of what a full buffer gets, and the same
+ * status as kvc_cache_create_spec. */
+static int create_with_message(kvc_cache **c, const char *spec, const kvc_allocator *alp, bool small) {
+    static const size_t sizes[] = {0, 1, 2, 7, 40, 256};
+    char err[300], full[300];
+    memset(err, 0x7f, sizeof err);
+    size_t es = small ? sizes[u8() % 6] : 256;
+    bool null_err = es == 0 && (u8() & 1);
+    int rc = kvc_cache_create_spec_err(c, M.nkv, M.nq, M.d, M.cap, M.dt, M.mode, spec, alp, null_err ? NULL : err,
+                                       es);
+    for (size_t i = es; i < sizeof err; i++) FZ_CHECK(err[i] == 0x7f, "create_spec_err wrote past err_size %zu", es);
+    if (es && rc == KVC_OK) FZ_CHECK(err[0] == 0, "create_spec_err succeeded with a message: %.*s", (int)es, err);
+    if (rc == KVC_OK || !es) return rc;
+    FZ_CHECK(memchr(err, 0, es) != NULL, "create_spec_err: message not NUL-terminated in %zu bytes", es);
+    FZ_CHECK(es == 1 || err[0] != 0, "create_spec_err failed (%d) without a message", rc);
+    if (rc == KVC_ENOMEM) return rc; /* the failing allocator would not fail twice */
+    /* the same call again (libc's allocator: the input's may fail the repeat), with a full buffer, and without
+     * the message */
+    kvc_cache *c2 = NULL;
+    int rc2 = kvc_cache_create_spec_err(&c2, M.nkv, M.nq, M.d, M.cap, M.dt, M.mode, spec, NULL, full, sizeof full);
+    FZ_CHECK(rc2 == rc && c2 == NULL, "create_spec_err again: %d, first %d", rc2, rc);
+    FZ_CHECK(strlen(full) < 256 && strlen(err) == (strlen(full) < es - 1 ? strlen(full) : es - 1) &&
+                 strncmp(err, full, strlen(err)) == 0,
+             "create_spec_err: '%s' in %zu bytes, '%s' in 300", err, es, full);
+    rc2 = kvc_cache_create_spec(&c2, M.nkv, M.nq, M.d, M.cap, M.dt, M.mode, spec, NULL);
+    FZ_CHECK(rc2 == rc && c2 == NULL, "create_spec: %d, create_spec_err: %d", rc2, rc);
+    return rc;
+}
 
 static void create(void) {
     destroy();
@@ -500,7 +648,10 @@ static void create(void) {
                 n += snprintf(spec + n, sizeof spec - (size_t)n, "%s%s=%lld", vb & 0x80 ? "," : " ", key,
                               (long long)opt_values(u8()));
         }
-        rc = kvc_cache_create_spec(&c, nkv, M.nq, d, cap, dt, mode, spec, alp);
+        if (flags & 4)
+            rc = create_with_message(&c, spec, alp, flags & 8);
+        else
+            rc = kvc_cache_create_spec(&c, nkv, M.nq, d, cap, dt, mode, spec, alp);
         if (rc == KVC_OK) {
             /* the model learns the scale the way the parser should have read it */
             for (const char *s = strstr(spec, "scale="); s; s = strstr(s + 1, "scale="))
@@ -519,7 +670,7 @@ static void create(void) {
     }
     M.c = c;
     FZ_CHECK(strcmp(kvc_cache_policy_name(c), pol_names[pol]) == 0, "policy name");
-    M.evicts = pol == POL_HOSTILE ? (H.p.select || H.p.score) : pol != 0;
+    M.evicts = cur_policy()->select || cur_policy()->score;
     check_state(&M.s, NULL);
     FZ_CHECK(M.s.len == 0, "new cache not empty");
 }
@@ -582,6 +733,7 @@ static void check_insert(const snap *before, snap *now, int64_t pos, const uint3
             FZ_CHECK(b[now->len - 1] == pos, "STORE: new token not in the last slot");
         else
             FZ_CHECK(slots[g] < M.cap && b[slots[g]] == pos, "reserve: slot %u of group %u", slots[g], g);
+        if (M.mode == KVC_MODE_INDEX && slots[g] >= M.high[g]) M.high[g] = slots[g] + 1;
         /* protection, and whole aligned blocks */
         uint32_t per_block[MAX_CAP] = {0};
         for (uint32_t i = 0; i < ne; i++) {
@@ -1041,6 +1193,330 @@ static void op_control(void) {
     same(&before, &now, "control", rc);
 }
 
+/* ------------------------------------------------- prefill, compaction */
+
+/* Setting an option to the value it has fails only on a frozen cache. */
+static bool is_frozen(void) {
+    int64_t seed;
+    FZ_CHECK(kvc_cache_get(M.c, KVC_OPT_SEED, &seed) == KVC_OK, "get seed");
+    return kvc_cache_set(M.c, KVC_OPT_SEED, seed) == KVC_ESTATE;
+}
+
+static void full_snap(kvt_snap *s) { kvt_snap_take(M.c, cur_policy(), M.nkv, M.d, s); }
+
+/* A failed call: the full snapshot (options, parameters, counters, maps, rows) and the freeze unchanged. */
+static void check_unchanged(kvt_snap *before, bool was_frozen, const char *what, int rc) {
+    FZ_CHECK(rc < 0 && strcmp(kvc_strerror(rc), "unknown status") != 0, "%s: status %d", what, rc);
+    FZ_CHECK(*kvc_cache_last_error(M.c), "%s failed (%d) without a message", what, rc);
+    kvt_snap after;
+    char why[160];
+    full_snap(&after);
+    int eq = kvt_snap_equal(before, &after, why, sizeof why);
+    kvt_snap_free(&after);
+    kvt_snap_free(before);
+    FZ_CHECK(eq, "%s failed (%d: %s) but changed the cache: %s", what, rc, kvc_cache_last_error(M.c), why);
+    FZ_CHECK(is_frozen() == was_frozen, "%s failed (%d) but changed the freeze", what, rc);
+}
+
+/* The dropped prompt tokens the core's default rule picks: the lowest scores
+ * among the candidates (no scores: all equal), the older first on ties. */
+static void default_drop(const float *score, bool *drop) {
+    uint32_t n = M.pf.n, nv = n - M.cap;
+    for (uint32_t i = 0; i < n; i++) drop[i] = false;
+    for (uint32_t k = 0; k < nv; k++) {
+        long best = -1;
+        for (uint32_t i = 0; i < n; i++) {
+            if (drop[i] || pf_protected(i)) continue;
+            if (best < 0 || (score && score[i] < score[best])) best = i;
+        }
+        FZ_CHECK(best >= 0, "default rule: no candidate left");
+        drop[best] = true;
+    }
+}
+
+/* kvc_cache_prefill (STORE) or kvc_cache_prefill_index (INDEX), at most one
+ * fault per call: into an empty cache (else KVC_ESTATE), options set first
+ * when the cache is not frozen yet. */
+static void op_prefill(void) {
+    static float k[MAX_PROMPT * MAX_KV * MAX_D], v[MAX_PROMPT * MAX_KV * MAX_D], q[MAX_WIN * MAX_Q * MAX_D];
+    static float scores[MAX_G * MAX_PROMPT];
+    static uint32_t keep[MAX_G * MAX_CAP];
+    const bool store = M.mode == KVC_MODE_STORE;
+    const kvc_policy *pol = cur_policy();
+    const bool was_frozen = is_frozen();
+    if (was_frozen) on_frozen();
+    uint8_t b = u8();
+    if (!was_frozen && (b & 3)) {
+        const int64_t pm[] = {0, 1, M.cap / 2, M.cap, M.cap + 1, 2 * M.cap, MAX_PROMPT, 64};
+        const int64_t pr[] = {0, 1, 2, M.cap / 2, M.cap, 2 * M.cap, 1 << 20, INT64_MAX};
+        if (b & 1) FZ_CHECK(kvc_cache_set(M.c, KVC_OPT_PREFILL_MAX, pm[(b >> 2) & 7]) == KVC_OK, "set prefill_max");
+        if (b & 2) FZ_CHECK(kvc_cache_set(M.c, KVC_OPT_PROTECT, pr[(b >> 5) & 7]) == KVC_OK, "set protect");
+    }
+    int64_t pmax, protect;
+    FZ_CHECK(kvc_cache_get(M.c, KVC_OPT_PREFILL_MAX, &pmax) == KVC_OK &&
+                 kvc_cache_get(M.c, KVC_OPT_PROTECT, &protect) == KVC_OK,
+             "get");
+    uint8_t nb = u8();
+    uint32_t n = nb < 80 ? 1 + nb % M.cap : nb < 200 ? M.cap + 1 + nb % (M.cap + 16) : nb < 230 ? (uint32_t)pmax
+                                                                                                  : (uint32_t)pmax + 1;
+    if (n > MAX_PROMPT) n = MAX_PROMPT;
+    uint32_t w = u8() % ((n < MAX_WIN ? n : MAX_WIN) + 1);
+    int64_t pos = (u8() & 0x80) ? (int64_t)1 << 40 : (int64_t)(nb & 3);
+    uint32_t G = kvc_cache_groups(M.c);
+    gen(k, (size_t)n * M.nkv * M.d);
+    gen(v, (size_t)n * M.nkv * M.d);
+    bool give_kv = store || needs_stats() || (u8() & 1);
+    const float *kp = give_kv ? k : NULL, *vp = give_kv ? v : NULL;
+    const float *qp = NULL, *sp = NULL;
+    if (store && w) {
+        gen(q, (size_t)w * M.nq * M.d);
+        qp = q;
+    }
+    if (!store && (u8() % 3)) {
+        gen(scores, (size_t)G * n);
+        for (size_t i = 0; i < (size_t)G * n; i++) scores[i] = fabsf(scores[i]);
+        sp = scores;
+    }
+    uint32_t *keep_p = keep;
+    bool other_mode = false;
+    /* one fault, maybe */
+    uint8_t fault = u8() % 16;
+    size_t row = (size_t)M.nkv * M.d;
+    switch (fault) {
+    case 0: n = 0; break;
+    case 1: w = n + 1; break;
+    case 2: kp = NULL; break;
+    case 3:
+        if (store) qp = w ? NULL : qp;
+        else keep_p = NULL;
+        break;
+    case 4:
+        if (kp && n) k[(u8() % n) * row + u8() % row] = NAN;
+        break;
+    case 5: pos = -1 - (int64_t)u8(); break;
+    case 6:
+        if (n >= 2) pos = INT64_MAX - (int64_t)(n - 2);
+        break;
+    case 7:
+        if (qp)
+            q[u8() % ((size_t)w * M.nq * M.d)] = u8() & 1 ? NAN : -INFINITY;
+        else if (sp && n)
+            scores[u8() % ((size_t)G * n)] = u8() % 3 == 0 ? NAN : u8() & 1 ? INFINITY : -1.0f;
+        break;
+    case 8:
+        if (store && n && (M.dt == KVC_DTYPE_F16 || M.dt == KVC_DTYPE_BF16))
+            v[(u8() % n) * row + u8() % row] = M.dt == KVC_DTYPE_F16 ? -131072.0f : FLT_MAX;
+        break;
+    case 9: other_mode = true; break;
+    default: break;
+    }
+    /* what the checks before the freeze answer, in the documented order */
+    bool need_kv = store || needs_stats();
+    int expect = KVC_OK;
+    bool kv_fault_nan = fault == 4 && kp && need_kv && n,
+         kv_fault_range = fault == 8 && store && n && (M.dt == KVC_DTYPE_F16 || M.dt == KVC_DTYPE_BF16);
+    if (other_mode) expect = KVC_EMODE;
+    else if (!store && !keep_p) expect = KVC_EINVAL;
+    else if (need_kv && (!kp || !vp)) expect = KVC_EINVAL;
+    else if (n == 0 || w > n) expect = KVC_EINVAL;
+    else if (store && w && !qp) expect = KVC_EINVAL;
+    else if (M.ntok) expect = KVC_ESTATE;
+    else if (n > pmax) expect = KVC_ERANGE;
+    else if (pos < 0) expect = KVC_EINVAL;
+    else if (pos > INT64_MAX - (int64_t)(n - 1)) expect = KVC_ERANGE;
+    else if (fault == 7 && qp) expect = KVC_ENONFINITE;
+    else if (kv_fault_nan) expect = KVC_ENONFINITE;
+    else if (kv_fault_range) expect = KVC_ERANGE;
+    else if (fault == 7 && sp && n) expect = KVC_ENONFINITE;
+
+    kvt_snap before;
+    full_snap(&before);
+    snap sbefore;
+    take(&sbefore);
+    for (size_t i = 0; i < (size_t)MAX_G * MAX_CAP; i++) keep[i] = 0xabababab;
+    M.pf.active = true;
+    M.pf.pos = pos;
+    M.pf.n = n;
+    M.pf.w = w;
+    M.pf.scores = sp;
+    H.pf_calls = 0;
+    H.pf_bad = false;
+    bool call_store = store != other_mode;
+    const char *what = call_store ? "prefill" : "prefill_index";
+    int rc = call_store ? kvc_cache_prefill(M.c, pos, n, kp, vp, qp, w)
+                        : kvc_cache_prefill_index(M.c, pos, n, kp, vp, sp, w, keep_p);
+    M.pf.active = false;
+    if (rc != KVC_OK)
+        for (size_t i = 0; i < (size_t)MAX_G * MAX_CAP; i++)
+            FZ_CHECK(keep[i] == 0xabababab, "%s failed (%d) but wrote keep[%zu]", what, rc, i);
+    if (expect != KVC_OK) {
+        FZ_CHECK(rc == expect, "%s(n %u, window %u, pos %lld, fault %u): expected %d, got %d (%s)", what, n, w,
+                 (long long)pos, fault, expect, rc, kvc_cache_last_error(M.c));
+        FZ_CHECK(H.pf_calls == 0, "%s: the policy was asked despite bad input", what);
+        check_unchanged(&before, was_frozen, what, rc);
+        return;
+    }
+    if (!is_frozen()) {
+        /* the freeze failed: options jointly inconsistent, no memory, or a hostile init */
+        FZ_CHECK(!was_frozen && rc != KVC_OK && (rc == KVC_ENOMEM || rc == KVC_EINVAL || M.pol == POL_HOSTILE),
+                 "%s: %d (%s) and not frozen", what, rc, kvc_cache_last_error(M.c));
+        check_unchanged(&before, was_frozen, what, rc);
+        return;
+    }
+    on_frozen();
+    uint32_t K = n < M.cap ? n : M.cap, prot = 0;
+    for (uint32_t i = 0; i < n; i++) prot += pf_protected(i);
+    int want = KVC_OK;
+    if (K < n && !pol->select && !pol->score && !pol->prefill)
+        want = KVC_EFULL;
+    else if (K < n && prot > M.cap)
+        want = KVC_ERANGE;
+    if (want != KVC_OK || (M.pol == POL_HOSTILE && H.pf_bad)) {
+        FZ_CHECK(rc == want || (want == KVC_OK && rc != KVC_OK), "%s(n %u, cap %u, %u protected): expected %d, got %d (%s)",
+                 what, n, M.cap, prot, want, rc, kvc_cache_last_error(M.c));
+        if (was_frozen) {
+            check_unchanged(&before, true, what, rc);
+        } else { /* the call froze the empty cache (as append does), which may resolve options: the rest as it was */
+            kvt_snap_free(&before);
+            check_failed(&sbefore, what, rc);
+        }
+        return;
+    }
+    FZ_CHECK(rc == KVC_OK, "%s(n %u, window %u, cap %u, %u protected): %d (%s)", what, n, w, M.cap, prot, rc,
+             kvc_cache_last_error(M.c));
+    FZ_CHECK(K == n || M.pol != POL_HOSTILE || !pol->prefill || H.pf_calls == G, "%s: the prefill slot answered %u of %u groups", what,
+             H.pf_calls, G);
+    kvt_snap_free(&before);
+
+    /* the model takes the whole prompt (insertion index = prompt index) */
+    static const float zero[MAX_KV * MAX_D];
+    for (uint32_t i = 0; i < n; i++)
+        push_token(pos + (int64_t)i, kp ? k + i * row : zero, vp ? v + i * row : zero);
+    M.last_pos = pos + (int64_t)n - 1;
+    snap now;
+    check_state(&now, NULL);
+    FZ_CHECK(now.len == K, "%s of %u tokens into capacity %u: len %u", what, n, M.cap, now.len);
+    static bool drop[MAX_PROMPT];
+    for (uint32_t g = 0; g < G; g++) {
+        static bool kept[MAX_PROMPT];
+        memset(kept, 0, n);
+        for (uint32_t s = 0; s < M.cap; s++) {
+            int64_t p = now.map[g][s];
+            if (s >= K) {
+                FZ_CHECK(p == -1, "%s: group %u slot %u past the kept tokens holds %lld", what, g, s, (long long)p);
+                if (!store) FZ_CHECK(keep[(size_t)g * M.cap + s] == UINT32_MAX, "keep[%u] padding", s);
+                continue;
+            }
+            FZ_CHECK(p >= pos && p < pos + (int64_t)n && (s == 0 || p > now.map[g][s - 1]),
+                     "%s: group %u slot %u holds %lld: not the prompt's, or not in position order", what, g, s,
+                     (long long)p);
+            kept[p - pos] = true;
+            if (!store)
+                FZ_CHECK(keep[(size_t)g * M.cap + s] == (uint32_t)(p - pos), "keep[%u] = %u, slot holds token %lld", s,
+                         keep[(size_t)g * M.cap + s], (long long)(p - pos));
+        }
+        for (uint32_t i = 0; i < n; i++)
+            FZ_CHECK(kept[i] || !pf_protected(i), "%s dropped protected token %u (sink %u, protect %lld, recent %u, "
+                     "window %u, n %u)", what, i, M.sink, (long long)M.protect, M.recent, w, n);
+        if (K == n) continue;
+        /* whose choice it was, when the model can tell */
+        bool known = true;
+        if (M.pol == POL_HOSTILE && pol->prefill) {
+            for (uint32_t i = 0; i < n; i++) drop[i] = false;
+            for (uint32_t i = 0; i < n - K; i++) drop[H.pf_victims[g][i]] = true;
+        } else if (!pol->prefill || M.pol == 1 || M.pol == 2) { /* the default rule; window and sink: the oldest */
+            const float *sc = pol->prefill ? NULL : store ? NULL : sp ? sp + (size_t)g * n : NULL;
+            if (store && w && !pol->prefill) known = false; /* window scores: not recomputed here */
+            else default_drop(sc, drop);
+        } else {
+            known = false;
+        }
+        if (known)
+            for (uint32_t i = 0; i < n; i++)
+                FZ_CHECK(kept[i] != drop[i], "%s (%s): group %u %s token %u against the rule", what, pol->name, g,
+                         kept[i] ? "kept" : "dropped", i);
+    }
+    FZ_CHECK(now.st.appends == sbefore.st.appends + n && now.st.attends == sbefore.st.attends &&
+                 now.st.evictions == sbefore.st.evictions + (uint64_t)G * (n - K),
+             "%s counters", what);
+    if (!store)
+        for (uint32_t g = 0; g < G; g++) M.high[g] = K;
+    M.s = now;
+}
+
+/* kvc_cache_compact: moves from past len into the holes below it, applied to
+ * the cache's own map (and reported to the policy), the most recent token
+ * untouched, and the pages past the residents counted as the model counts
+ * the slots used since the last compaction. */
+static void op_compact(void) {
+    static kvc_move moves[MAX_CAP + 1];
+    uint8_t b = u8();
+    uint32_t G = kvc_cache_groups(M.c), g = b < 240 ? b % G : G + b % 3;
+    uint8_t pb = u8();
+    uint32_t page = pb < 8 ? 0u : pb < 200 ? 1u + pb % 8u : 1u + pb % (M.cap + 4u);
+    uint8_t nulls = u8();
+    uint32_t n_moves = 12345, freed = 12345;
+    kvc_move *mp = nulls < 8 ? NULL : moves;
+    uint32_t *np = nulls >= 8 && nulls < 16 ? NULL : &n_moves, *fp = nulls & 0x80 ? NULL : &freed;
+    int expect = M.mode != KVC_MODE_INDEX ? KVC_EMODE : !mp || !np || !page ? KVC_EINVAL : g >= G ? KVC_ERANGE
+                                                                                                    : KVC_OK;
+    kvt_snap before;
+    full_snap(&before);
+    snap sbefore;
+    take(&sbefore);
+    const bool was_frozen = is_frozen();
+    for (uint32_t i = 0; i <= MAX_CAP; i++) moves[i].from = moves[i].to = 0xcdcdcdcd;
+    H.n_moves = 0;
+    M.in_compact = true;
+    int rc = kvc_cache_compact(M.c, g, page, mp, np, fp);
+    M.in_compact = false;
+    if (expect != KVC_OK) {
+        FZ_CHECK(rc == expect, "compact(group %u, page %u): expected %d, got %d", g, page, expect, rc);
+        FZ_CHECK(n_moves == 12345 && freed == 12345 && moves[0].from == 0xcdcdcdcd, "failed compact wrote output");
+        FZ_CHECK(H.n_moves == 0, "failed compact moved tokens");
+        check_unchanged(&before, was_frozen, "compact", rc);
+        return;
+    }
+    kvt_snap_free(&before);
+    FZ_CHECK(rc == KVC_OK, "compact(group %u, page %u): %d (%s)", g, page, rc, kvc_cache_last_error(M.c));
+    snap now;
+    check_state(&now, NULL);
+    uint32_t len = now.len, want_moves = 0;
+    for (uint32_t s = len; s < M.cap; s++) want_moves += sbefore.map[g][s] >= 0;
+    FZ_CHECK(n_moves == want_moves && n_moves <= M.cap, "compact: %u moves, %u residents past len %u", n_moves,
+             want_moves, len);
+    FZ_CHECK(moves[n_moves].from == 0xcdcdcdcd, "compact wrote past n_moves");
+    int64_t expect_map[MAX_CAP];
+    memcpy(expect_map, sbefore.map[g], sizeof expect_map);
+    for (uint32_t i = 0; i < n_moves; i++) {
+        uint32_t f = moves[i].from, t = moves[i].to;
+        FZ_CHECK(f >= len && f < M.cap && t < len, "compact move %u: %u -> %u (len %u)", i, f, t, len);
+        FZ_CHECK(expect_map[f] >= 0 && expect_map[t] == -1, "compact move %u -> %u: not a resident into a hole", f, t);
+        FZ_CHECK(sbefore.map[g][f] != M.last_pos, "compact moved the most recent token (slot %u)", f);
+        expect_map[t] = expect_map[f];
+        expect_map[f] = -1;
+        if (M.pol == POL_HOSTILE && H.p.on_move)
+            FZ_CHECK(i < H.n_moves && H.moves[i].from == f && H.moves[i].to == t, "on_move %u differs from the plan", i);
+    }
+    if (M.pol == POL_HOSTILE && H.p.on_move) FZ_CHECK(H.n_moves == n_moves, "on_move: %u calls for %u moves", H.n_moves, n_moves);
+    FZ_CHECK(memcmp(expect_map, now.map[g], M.cap * sizeof *expect_map) == 0, "compact: the map is not the plan's");
+    for (uint32_t s = 0; s < M.cap; s++) FZ_CHECK((s < len) == (now.map[g][s] >= 0), "compact: group %u not dense at %u", g, s);
+    for (uint32_t h = 0; h < G; h++)
+        if (h != g) FZ_CHECK(memcmp(now.map[h], sbefore.map[h], sizeof now.map[h]) == 0, "compact moved group %u", h);
+    FZ_CHECK(now.len == sbefore.len && memcmp(&now.st, &sbefore.st, sizeof now.st) == 0, "compact: len or counters");
+    if (fp) {
+        uint32_t want = 0;
+        if (was_frozen) {
+            uint64_t first = ((uint64_t)len + page - 1) / page, mapped = ((uint64_t)M.high[g] + page - 1) / page;
+            want = mapped > first ? (uint32_t)(mapped - first) : 0;
+        }
+        FZ_CHECK(freed == want, "compact(page %u): %u pages freed, the model says %u (len %u, high %u)", page, freed,
+                 want, len, M.high[g]);
+    }
+    if (was_frozen) M.high[g] = len;
+    M.s = now;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     R.p = data;
     R.n = size;
@@ -1063,8 +1539,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 8: op_attend(op & 0x10, true); break;
         case 9: op_attend(true, false); break;
         case 10: op_observe(op & 0x10); break;
-        case 11: op_reset(); break;
-        case 12: op_prepare(); break;
+        case 11:
+            if ((op & 0x30) == 0x20) op_reset(); /* then a prompt into the empty cache */
+            if (op & 0x20) op_prefill(); else op_reset();
+            break;
+        case 12: if ((op & 0x30) == 0x30) op_compact(); else op_prepare(); break;
         case 13: op_set(); break;
         case 14: if (op & 0x10) op_control(); else op_read(); break;
         default:
