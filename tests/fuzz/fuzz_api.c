@@ -232,6 +232,19 @@ static void h_score(void *state, uint32_t g, const uint32_t *slots, uint32_t n, 
 
 /* The core's candidates must be exactly the fully occupied, unprotected,
  * aligned units, oldest first; then answer from the input, valid or not. */
+/* nv distinct entries of cand[0..n) chosen by the input (a partial
+ * Fisher-Yates in pool), written to victims and to the hostile policy's copy. */
+static void pick_distinct(const uint32_t *cand, uint32_t n, uint32_t nv, uint32_t *pool, uint32_t *victims,
+                          uint32_t *copy) {
+    memcpy(pool, cand, n * sizeof *pool);
+    for (uint32_t i = 0; i < nv; i++) {
+        uint32_t j = i + u8() % (n - i), t = pool[i];
+        pool[i] = pool[j];
+        pool[j] = t;
+        victims[i] = copy[i] = pool[i];
+    }
+}
+
 static int h_select(void *state, const kvc_select *req, uint32_t *victims) {
     (void)state;
     uint32_t g = req->group, B = req->block, n = req->n_candidates;
@@ -273,13 +286,7 @@ static int h_select(void *state, const kvc_select *req, uint32_t *victims) {
     if (how < 160) {
         /* a valid answer: distinct candidates picked by the input */
         static uint32_t pool[MAX_CAP];
-        memcpy(pool, req->candidates, n * sizeof *pool);
-        for (uint32_t i = 0; i < nv; i++) {
-            uint32_t j = i + u8() % (n - i), t = pool[i];
-            pool[i] = pool[j];
-            pool[j] = t;
-            victims[i] = H.victims[g][i] = pool[i];
-        }
+        pick_distinct(req->candidates, n, nv, pool, victims, H.victims[g]);
         H.n_victims[g] = nv;
         H.valid_answer = true;
         return 0;
@@ -359,13 +366,7 @@ static int h_prefill(void *state, const kvc_prefill *req, uint32_t *victims) {
     uint8_t how = u8();
     if (how < 176) {
         static uint32_t pool[MAX_PROMPT];
-        memcpy(pool, req->candidates, nc * sizeof *pool);
-        for (uint32_t i = 0; i < nv; i++) {
-            uint32_t j = i + u8() % (nc - i), t = pool[i];
-            pool[i] = pool[j];
-            pool[j] = t;
-            victims[i] = H.pf_victims[g][i] = pool[i];
-        }
+        pick_distinct(req->candidates, nc, nv, pool, victims, H.pf_victims[g]);
         return 0;
     }
     H.pf_bad = true;
