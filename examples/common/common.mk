@@ -1,6 +1,8 @@
 # examples/common: code shared by the examples (not part of libkvc).
 #   svgplot.c/.h   SVG line plots with error bars, log axes and panels; link
 #                  $(SVGPLOT_OBJ) and add -Iexamples/common to use it.
+#   cli.h          the monotonic clock and a bounded integer parser for command
+#                  lines (header-only; -Iexamples/common).
 SVGPLOT_OBJ   := $(BUILD)/obj/examples/common/svgplot.o
 SVGPLOT_CHECK := $(BUILD)/examples/common/svgplot_check
 

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "model.h"
 #include "svgplot.h"
 
@@ -79,12 +80,6 @@ typedef struct {
     int failed;
     char err[600];
 } ctx;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void fail(ctx *c, const char *msg) {
     pthread_mutex_lock(&c->mu);
@@ -265,7 +260,7 @@ static void *worker(void *arg) {
         int pct = (int)(100L * c->done / c->total);
         if (!c->quiet && pct / 10 != c->last_pct / 10) {
             fprintf(stderr, "eval: %s %3d%% (%d/%d items, %.1f s)\n", c->phase, pct, c->done, c->total,
-                    now() - c->t0);
+                    cli_now() - c->t0);
             c->last_pct = pct;
         }
         pthread_mutex_unlock(&c->mu);
@@ -770,7 +765,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "eval: out of memory\n");
         return 1;
     }
-    c.t0 = now();
+    c.t0 = cli_now();
     int k = 0;
     for (int i = 0; i < seqs; i++) items[k++] = (item){KIND_REF, -1, i};
     if (run_items(&c, items, res, (int)seqs, (int)threads, "reference sequences")) goto failed;
@@ -793,7 +788,7 @@ int main(int argc, char **argv) {
     if (md && fclose(md)) rc = 1;
     if (svg && fclose(svg)) rc = 1;
     if (rc) fprintf(stderr, "eval: error writing the output files\n");
-    if (!quiet) fprintf(stderr, "eval: done in %.1f s\n", now() - c.t0);
+    if (!quiet) fprintf(stderr, "eval: done in %.1f s\n", cli_now() - c.t0);
     if (!rc && csv != stdout) { /* the CSV went to a file: stdout is free for a summary */
         write_summary(stdout, &c, sm, budgets, nb);
         printf("\nwrote: %s (CSV)", csv_path);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "model.h"
 
 static void usage(FILE *f) {
@@ -40,14 +41,6 @@ static void usage(FILE *f) {
             "                  and each layer and group's evicted positions, to file F\n");
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
 static int parse_float(const char *s, float lo, float hi, float *out) {
     char *end;
     errno = 0;
@@ -71,7 +64,7 @@ static int read_ids(const char *path, int vocab_size, int **out, char *err, size
     int rc = 0;
     while (ids && fscanf(f, "%31s", word) == 1) {
         long id;
-        if (parse_long(word, 0, vocab_size - 1, &id)) {
+        if (cli_parse_long(word, 0, vocab_size - 1, &id)) {
             snprintf(err, errlen, "%s: '%s' (entry %d) is not a token id in [0, %d)", name, word, n + 1,
                      vocab_size);
             rc = -1;
@@ -158,12 +151,6 @@ static void trace_step(tracer *t, int pos, int tok, const float *logits, int n) 
     fprintf(t->f, "step %d %d %d %.9g\n", pos, tok, best, (double)(logits[best] - second));
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = "", *spec = "full";
     const char *prompt_ids = NULL, *trace_path = NULL;
@@ -206,11 +193,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-p"))
             bad = parse_float(v, 1e-6f, 1.0f, &top_p);
         else if (!strcmp(a, "--seed") || !strcmp(a, "-s"))
-            bad = parse_long(v, 0, 0x7fffffffL, &seed);
+            bad = cli_parse_long(v, 0, 0x7fffffffL, &seed);
         else if (!strcmp(a, "--steps") || !strcmp(a, "-n"))
-            bad = parse_long(v, 0, 1L << 24, &steps);
+            bad = cli_parse_long(v, 0, 1L << 24, &steps);
         else if (!strcmp(a, "--budget"))
-            bad = parse_long(v, 1, 0x7fffffffL, &budget);
+            bad = cli_parse_long(v, 1, 0x7fffffffL, &budget);
         else if (!strcmp(a, "--policy"))
             spec = v;
         else {
@@ -325,7 +312,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "\nllama: at position %d: %s\n", pos, err);
             goto done;
         }
-        if (pos == 0) t_first = now();
+        if (pos == 0) t_first = cli_now();
         if (tr.f) {
             trace_evictions(&tr, &st, pos);
             trace_step(&tr, pos, tok, st.logits, m.c.vocab_size);
@@ -352,7 +339,7 @@ int main(int argc, char **argv) {
         putchar('\n');
         fflush(stdout);
     }
-    double t1 = now();
+    double t1 = cli_now();
     fprintf(stderr, "llama: policy '%s', budget %ld: %ld tokens generated, %.0f tok/s, %llu evictions\n", spec, budget,
             generated, generated > 1 && t1 > t_first ? (double)(generated - 1) / (t1 - t_first) : 0.0,
             (unsigned long long)llm_state_evictions(&st));

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "adversary.h"
+#include "cli.h"
 #include "model.h"
 #include "svgplot.h"
 #include "taskset.h"
@@ -54,12 +55,6 @@ typedef struct {
     double t0;
     char err[700];
 } ctx;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void fail(ctx *c, const char *msg) {
     pthread_mutex_lock(&c->mu);
@@ -124,7 +119,7 @@ static void progress(ctx *c) {
     int pct = (int)(100.0 * c->done / c->total);
     if (!c->quiet && pct != c->last_pct) {
         c->last_pct = pct;
-        double el = now() - c->t0;
+        double el = cli_now() - c->t0;
         fprintf(stderr, "\r  %3d%%  %d/%d runs  %.0f s elapsed, about %.0f s left   ", pct, c->done, c->total, el,
                 el / c->done * (c->total - c->done));
     }
@@ -257,15 +252,6 @@ static estimate estimate_of(const float *x, int n, int stride, int binary) {
 
 /* ---------------------------------------------------------------- arguments */
 
-static int parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: reason [options]\n"
@@ -352,10 +338,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--budgets")) budget_arg = strdup(v);
         else if (!strcmp(a, "--only")) only_arg = strdup(v);
         else if (!strcmp(a, "--dtype") && !llm_dtype_by_name(v, &dtype)) dtype_arg = v;
-        else if (!strcmp(a, "--n") && !parse_long(v, 1, 100000, &n_per)) ;
-        else if (!strcmp(a, "--skip") && !parse_long(v, 0, 100000, &skip)) ;
-        else if (!strcmp(a, "--threads") && !parse_long(v, 1, 64, &threads)) ;
-        else if (!strcmp(a, "--chase-budget") && !parse_long(v, 1, 1 << 20, &chase_budget)) ;
+        else if (!strcmp(a, "--n") && !cli_parse_long(v, 1, 100000, &n_per)) ;
+        else if (!strcmp(a, "--skip") && !cli_parse_long(v, 0, 100000, &skip)) ;
+        else if (!strcmp(a, "--threads") && !cli_parse_long(v, 1, 64, &threads)) ;
+        else if (!strcmp(a, "--chase-budget") && !cli_parse_long(v, 1, 1 << 20, &chase_budget)) ;
         else {
             fprintf(stderr, "reason: bad option or value: %s %s\n", a, v);
             usage(stderr);
@@ -444,7 +430,7 @@ int main(int argc, char **argv) {
     uint32_t budgets[MAX_BUDGETS];
     for (int b = 0; b < n_bud; b++) {
         long v;
-        if (parse_long(bud[b], 1, m.c.seq_len, &v)) {
+        if (cli_parse_long(bud[b], 1, m.c.seq_len, &v)) {
             fprintf(stderr, "reason: budget '%s' is not between 1 and the model's context %d\n", bud[b], m.c.seq_len);
             return 2;
         }
@@ -489,7 +475,7 @@ int main(int argc, char **argv) {
     if (!quiet)
         fprintf(stderr, "reason: %d settings x %d instances (%ld per task) on %ld threads, kernel %s\n", c.n_cfg,
                 c.n_inst, n_per, threads, kvc_active_isa());
-    c.t0 = now();
+    c.t0 = cli_now();
     c.last_pct = -1;
     pthread_t th[64];
     for (long i = 0; i < threads; i++) pthread_create(&th[i], NULL, worker, &c);
@@ -499,7 +485,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "reason: %s\n", c.err);
         return 1;
     }
-    double elapsed = now() - c.t0;
+    double elapsed = cli_now() - c.t0;
 
     float *buf = malloc(sizeof(float) * (size_t)c.n_inst);
     FILE *csv = csv_path ? fopen(csv_path, "w") : NULL;
