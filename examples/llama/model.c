@@ -457,11 +457,6 @@ int llm_state_init_dtype(llm_state *s, const llm_model *m, const char *spec, uin
     return state_init(s, m, NULL, spec, budget, seed, dtype, err, errlen);
 }
 
-int llm_state_init_policy(llm_state *s, const llm_model *m, const kvc_policy *policy, const char *spec,
-                          uint32_t budget, uint64_t seed, char *err, size_t errlen) {
-    return state_init(s, m, policy, spec, budget, seed, KVC_DTYPE_F32, err, errlen);
-}
-
 int llm_state_init_ex(llm_state *s, const llm_model *m, const kvc_policy *policy, const char *spec, uint32_t budget,
                       uint64_t seed, kvc_dtype dtype, char *err, size_t errlen) {
     return state_init(s, m, policy, spec, budget, seed, dtype, err, errlen);

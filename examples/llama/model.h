@@ -78,11 +78,9 @@ int llm_state_init_dtype(llm_state *s, const llm_model *m, const char *spec, uin
                          kvc_dtype dtype, char *err, size_t errlen);
 /* "f32", "f16", "bf16" or "q8" into *dtype; returns 0, or -1 for another name. */
 int llm_dtype_by_name(const char *name, kvc_dtype *dtype);
-/* The same with a policy given by pointer (e.g. one written by the caller);
- * `spec` then holds options only, e.g. "recent=8". */
-int llm_state_init_policy(llm_state *s, const llm_model *m, const kvc_policy *policy, const char *spec,
-                          uint32_t budget, uint64_t seed, char *err, size_t errlen);
-/* Both: a policy by pointer (or NULL: `spec` names it) and K/V stored as `dtype`. */
+/* The general form: `policy` by pointer (e.g. one written by the caller;
+ * `spec` then holds options only, e.g. "recent=8"), or NULL for a `spec`
+ * that names it; K/V stored as `dtype`. */
 int llm_state_init_ex(llm_state *s, const llm_model *m, const kvc_policy *policy, const char *spec, uint32_t budget,
                       uint64_t seed, kvc_dtype dtype, char *err, size_t errlen);
 void llm_state_free(llm_state *s);
