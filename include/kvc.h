@@ -1062,7 +1062,9 @@ KVC_API int kvc_quantize_q8(const float *x, uint32_t head_dim, void *row);
  * first use: the best one the CPU has and the OS enables (cpuid + XGETBV on
  * x86, so a hypervisor that hides ZMM state gets "avx2"; NEON is always
  * there on AArch64), unless the environment variable `KVC_FORCE_ISA` names
- * a usable one (other names are ignored).
+ * a usable one (other names are ignored). "avx512_bf16" is never chosen by
+ * itself, only by name: where it was measured (an Intel Xeon,
+ * docs/performance.md) it decodes bf16 10-12% slower than "avx512_vnni".
  * @return a static string; never NULL.
  */
 KVC_API const char *kvc_active_isa(void);
