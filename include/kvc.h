@@ -437,8 +437,10 @@ typedef struct kvc_select {
     uint32_t block;              /**< Slots per unit (a unit is slots c .. c+block-1). */
     const int64_t *positions;    /**< Slot -> position of this group (-1 for empty). */
     const float *window_score;   /**< Per candidate unit: mean softmax weight over the last queries,
-                                      renormalised over the candidates; NULL unless ::KVC_NEED_QUERY_WINDOW
-                                      and STORE mode, and before the first attend. */
+                                      renormalised over the candidates (finite, >= 0, summing to 1, even where
+                                      a remembered query's logits against a later key overflow f32: those rows
+                                      are computed in double); NULL unless ::KVC_NEED_QUERY_WINDOW and STORE
+                                      mode, and before the first attend. */
     kvc_rng *rng;                /**< The cache's generator. */
     /** The remembered queries, `n_queries` rows of `n_q_heads * head_dim` floats (in no particular order), all query
         heads of each step; group g's are heads `g * q_per_group` to `(g + 1) * q_per_group - 1`, and its

@@ -62,19 +62,24 @@ static float keep_none(const void *ctx, uint32_t t) { return (void)ctx, (void)t,
 /* ------------------------------------------------------------------ scores */
 
 /* One window row's causal softmax over keys [0, m), added to out: the exact
- * path, for the rare row whose allowed keys the kernel's weights lost. */
+ * path, for the rare row whose allowed keys the kernel's weights lost or
+ * whose logits overflowed f32. In double, where q.k of finite f32 values
+ * cannot overflow, so the weights stay finite. */
+static double logit_exact(const kvc_cache *c, const float *kr, const float *q) {
+    double dot = 0.0;
+    for (uint32_t t = 0; t < c->d; t++) dot += (double)q[t] * kr[t];
+    return dot * c->scale;
+}
+
 static void row_exact(const kvc_cache *c, const float *kb, size_t krow, const float *q, uint32_t m, float *lg,
                       float *out) {
-    float mx = -INFINITY;
+    double mx = -INFINITY, sum = 0.0;
     for (uint32_t j = 0; j < m; j++) {
-        float dot = 0.0f;
-        for (uint32_t t = 0; t < c->d; t++) dot += q[t] * kb[(size_t)j * krow + t];
-        lg[j] = dot * c->scale;
-        mx = lg[j] > mx ? lg[j] : mx;
+        const double l = logit_exact(c, kb + (size_t)j * krow, q);
+        mx = l > mx ? l : mx;
     }
-    double sum = 0.0;
-    for (uint32_t j = 0; j < m; j++) sum += (lg[j] = expf(lg[j] - mx));
-    float inv = (float)(1.0 / sum);
+    for (uint32_t j = 0; j < m; j++) sum += (lg[j] = (float)exp(logit_exact(c, kb + (size_t)j * krow, q) - mx));
+    const float inv = (float)(1.0 / sum);
     for (uint32_t j = 0; j < m; j++) out[j] += lg[j] * inv;
 }
 
@@ -107,16 +112,14 @@ static void window_scores(kvc_cache *c, uint32_t g, uint32_t n, const float *k, 
             for (uint32_t i = 0; i < nb; i++) {
                 const float *p = c->plogit + (size_t)i * M;
                 uint32_t m = n - w + (i0 + i) / per + 1;
-                float inv = 1.0f;
-                if (m < seen) {
-                    double s = 0.0;
-                    for (uint32_t j = 0; j < m; j++) s += p[j];
-                    if (!(s > 1e-30)) { /* the later window keys took all the mass */
-                        row_exact(c, kb, krow, c->pq + (size_t)i * d, m, c->plogit + (size_t)i * M, out);
-                        continue;
-                    }
-                    inv = (float)(1.0 / s);
+                double s = 0.0;
+                for (uint32_t j = 0; j < m; j++) s += p[j];
+                /* the later window keys took all the mass, or the logits overflowed (NaN) */
+                if (!(s > 1e-30) || !isfinite(s)) {
+                    row_exact(c, kb, krow, c->pq + (size_t)i * d, m, c->plogit + (size_t)i * M, out);
+                    continue;
                 }
+                const float inv = m < seen ? (float)(1.0 / s) : 1.0f; /* a full row is already normalised */
                 for (uint32_t j = 0; j < m; j++) out[j] += p[j] * inv;
             }
         }

@@ -32,23 +32,29 @@ static const float *key_f32(const kvc_cache *c, const char *row, float *buf) {
 
 /* One window row's softmax over the candidates' slots, added to out per unit:
  * the exact path, for the rare row whose candidates the kernel's weights
- * lost (the protected tokens took all the mass). */
+ * lost (the protected tokens took all the mass) or whose logits overflowed
+ * f32 (a remembered query against a key appended after it). In double, where
+ * q.k of finite f32 values cannot overflow, so the weights stay finite. */
+static double logit_exact(kvc_cache *c, const char *kb, const float *q, uint32_t slot) {
+    const float *kr = key_f32(c, kb + (size_t)slot * c->row_stride * c->esize, c->krow);
+    double dot = 0.0;
+    for (uint32_t t = 0; t < c->d; t++) dot += (double)q[t] * kr[t];
+    return dot * c->scale;
+}
+
 static void row_exact(kvc_cache *c, const char *kb, const float *q, const uint32_t *units, uint32_t n_units,
                       float *lg, float *out) {
-    const uint32_t B = c->block, d = c->d;
-    float mx = -INFINITY;
-    size_t m = 0;
+    const uint32_t B = c->block;
+    double mx = -INFINITY, sum = 0.0;
     for (uint32_t u = 0; u < n_units; u++)
-        for (uint32_t j = 0; j < B; j++, m++) {
-            const float *kr = key_f32(c, kb + (size_t)(units[u] + j) * c->row_stride * c->esize, c->krow);
-            float dot = 0.0f;
-            for (uint32_t t = 0; t < d; t++) dot += q[t] * kr[t];
-            lg[m] = dot * c->scale;
-            mx = lg[m] > mx ? lg[m] : mx;
+        for (uint32_t j = 0; j < B; j++) {
+            const double l = logit_exact(c, kb, q, units[u] + j);
+            mx = l > mx ? l : mx;
         }
-    double sum = 0.0;
-    for (size_t t = 0; t < m; t++) sum += (lg[t] = expf(lg[t] - mx));
-    float inv = (float)(1.0 / sum);
+    size_t m = 0; /* second pass: the logits do not fit lg's floats, their exponentials do */
+    for (uint32_t u = 0; u < n_units; u++)
+        for (uint32_t j = 0; j < B; j++, m++) sum += (lg[m] = (float)exp(logit_exact(c, kb, q, units[u] + j) - mx));
+    const float inv = (float)(1.0 / sum);
     m = 0;
     for (uint32_t u = 0; u < n_units; u++)
         for (uint32_t j = 0; j < B; j++, m++) out[u] += lg[m] * inv;
@@ -81,7 +87,7 @@ void kvc__window_scores(kvc_cache *c, uint32_t g, const uint32_t *units, uint32_
                 double s = 0.0;
                 for (uint32_t u = 0; u < n_units; u++)
                     for (uint32_t j = 0; j < B; j++) s += p[units[u] + j];
-                if (!(s > 1e-30)) {
+                if (!(s > 1e-30) || !isfinite(s)) { /* no candidate mass left, or an overflow (NaN) */
                     row_exact(c, kb, c->wq + (size_t)r * d, units, n_units, c->wlogit + (size_t)r * cap, out);
                     continue;
                 }

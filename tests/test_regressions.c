@@ -377,3 +377,84 @@ TEST(regress_max_evictions_saturates) {
     CHECK(kvc_cache_max_evictions(c) == UINT32_MAX);
     kvc_cache_destroy(c);
 }
+
+/* Found by the 0.2 fuzz campaign: a query the window remembers meets a key
+ * appended after it, and q.k overflows f32 (finite q, finite K, each attend
+ * itself in range). The window scores a policy ranks by
+ * (kvc_select::window_score) were NaN; they are now the exact softmax
+ * (computed in double): all the weight on the overflowing key. The same at
+ * prefill (kvc_prefill::score, a window query against a prompt key). */
+static struct {
+    int selects, prefills, bad;
+    float big; /* the weight the big key's unit got */
+} ov;
+
+static void ov_check(const float *w, uint32_t n, const int64_t *pos_of, int64_t big_pos) {
+    double sum = 0.0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!(w[i] >= 0.0f && isfinite(w[i]))) ov.bad++;
+        sum += w[i];
+        if (pos_of[i] == big_pos) ov.big = w[i];
+    }
+    if (!(fabs(sum - 1.0) < 1e-4)) ov.bad++;
+}
+
+static int ov_select(void *state, const kvc_select *req, uint32_t *victims) {
+    (void)state;
+    ov.selects++;
+    int64_t pos[8];
+    for (uint32_t i = 0; i < req->n_candidates && i < 8; i++) pos[i] = req->positions[req->candidates[i]];
+    if (req->window_score) ov_check(req->window_score, req->n_candidates, pos, 2);
+    for (uint32_t i = 0; i < req->n_victims; i++) victims[i] = req->candidates[i];
+    return 0;
+}
+
+static int ov_prefill(void *state, const kvc_prefill *req, uint32_t *victims) {
+    (void)state;
+    ov.prefills++;
+    int64_t pos[8];
+    for (uint32_t i = 0; i < req->n_tokens && i < 8; i++) pos[i] = req->tokens[i].pos;
+    if (req->score) ov_check(req->score, req->n_tokens, pos, 1);
+    for (uint32_t i = 0; i < req->n_victims; i++) victims[i] = req->candidates[i];
+    return 0;
+}
+
+TEST(regress_window_scores_overflow_finite) {
+    static const kvc_policy p = {.abi_version = KVC_POLICY_ABI, .struct_size = sizeof(kvc_policy),
+                                 .name = "overflow_probe", .needs = KVC_NEED_QUERY_WINDOW,
+                                 .select = ov_select, .prefill = ov_prefill};
+    for (int dt = 0; dt < 2; dt++) {
+        const kvc_dtype dtype = dt ? KVC_DTYPE_Q8 : KVC_DTYPE_F32;
+        kvc_cache *c;
+        REQUIRE(kvc_cache_create(&c, 1, 1, 4, 4, dtype, KVC_MODE_STORE, &p, NULL) == KVC_OK);
+        REQUIRE(kvc_cache_set(c, KVC_OPT_QUERY_WINDOW, 2) == KVC_OK);
+        REQUIRE(kvc_cache_set(c, KVC_OPT_RECENT, 1) == KVC_OK);
+        memset(&ov, 0, sizeof ov);
+        float small[4] = {0.5f, 0.25f, -0.5f, 0.125f}, big[4] = {1e30f, 1e30f, 1e30f, 1e30f};
+        float q[4] = {1e20f, 1e20f, 1e20f, 1e20f}, out[4];
+        CHECK_EQ(kvc_cache_append(c, 0, small, small), KVC_OK);
+        CHECK_EQ(kvc_cache_append(c, 1, small, small), KVC_OK);
+        CHECK_EQ(kvc_cache_attend(c, q, out), KVC_OK); /* logits about 1e20: in range */
+        CHECK_EQ(kvc_cache_append(c, 2, big, small), KVC_OK); /* q . big = 4e50 overflows f32 */
+        CHECK_EQ(kvc_cache_append(c, 3, small, small), KVC_OK);
+        CHECK_EQ(kvc_cache_append(c, 4, small, small), KVC_OK); /* full: the probe ranks 0, 1, 2 */
+        CHECKF(ov.selects == 1 && ov.bad == 0, "%s decode: %d selects, %d bad window scores", dt ? "q8" : "f32",
+               ov.selects, ov.bad);
+        CHECKF(ov.big > 0.999f, "decode: the overflowing key got %g of the window", (double)ov.big);
+        kvc_cache_destroy(c);
+    }
+    /* prefill: the last (window) query against an earlier prompt key */
+    kvc_cache *c;
+    REQUIRE(kvc_cache_create(&c, 1, 1, 4, 4, KVC_DTYPE_F32, KVC_MODE_STORE, &p, NULL) == KVC_OK);
+    REQUIRE(kvc_cache_set(c, KVC_OPT_RECENT, 1) == KVC_OK);
+    REQUIRE(kvc_cache_set(c, KVC_OPT_PREFILL_MAX, 8) == KVC_OK);
+    memset(&ov, 0, sizeof ov);
+    float k[6 * 4], q[2 * 4];
+    /* a window of 2: token 4's query (big) sees keys 0-4, token 5's all six; key 1 is big */
+    for (int i = 0; i < 6 * 4; i++) k[i] = (i / 4 == 1) ? 1e30f : 0.25f;
+    for (int i = 0; i < 2 * 4; i++) q[i] = i < 4 ? 1e20f : 0.5f;
+    CHECK_EQ(kvc_cache_prefill(c, 0, 6, k, k, q, 2), KVC_OK);
+    CHECKF(ov.prefills == 1 && ov.bad == 0, "prefill: %d calls, %d bad scores", ov.prefills, ov.bad);
+    CHECKF(ov.big > 0.999f, "prefill: the overflowing key got %g of the window", (double)ov.big);
+    kvc_cache_destroy(c);
+}

@@ -274,7 +274,7 @@ static int h_select(void *state, const kvc_select *req, uint32_t *victims) {
     if (req->window_score) {
         double sum = 0;
         for (uint32_t i = 0; i < n; i++) {
-            FZ_CHECK(req->window_score[i] >= 0 && isfinite(req->window_score[i]), "window score");
+            FZ_CHECK(req->window_score[i] >= 0 && isfinite(req->window_score[i]), "window score %u of %u: %g", i, n, (double)req->window_score[i]);
             sum += req->window_score[i];
         }
         FZ_CHECK(fabs(sum - 1.0) < 1e-3, "window scores sum to %g", sum);
