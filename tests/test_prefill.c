@@ -419,3 +419,64 @@ TEST(prefill_bad_input) {
     CHECK_EQ(kvc_cache_prefill(NULL, 0, BN, k, v, q, BW), KVC_EINVAL);
     CHECK_EQ(kvc_cache_prefill_index(NULL, 0, BN, k, v, sc, BW, keep), KVC_EINVAL);
 }
+
+/* After any accepted prefill the cache must keep decoding: for every small
+ * configuration (capacity 1-8, every block that divides it, every sink and
+ * recent, chunk 1-2, protect 0 or 2, prompts up to 2 x capacity + 2 tokens,
+ * windows 0-2), the prompt is either refused because what it pins exceeds the
+ * capacity, or accepted, and then 12 appends with attends all succeed: the
+ * freeze rule with block > 1 leaves room for the next eviction however the
+ * prefill left the slots. */
+TEST(prefill_then_decode_every_small_config) {
+    static const char *const pols[] = {"window", "h2o", "snapkv", "random"};
+    float k[32 * 2], v[32 * 2], q[3 * 2], out[2];
+    for (int i = 0; i < 64; i++) k[i] = (float)((i * 37) % 11) / 11.0f - 0.5f, v[i] = (float)((i * 13) % 7) / 7.0f;
+    for (int i = 0; i < 6; i++) q[i] = (float)((i * 5) % 9) / 9.0f - 0.4f;
+    long accepted = 0, refused = 0;
+    const uint32_t cap_max = kvt_short() ? 4 : 8; /* valgrind: capacities 1-4 */
+    for (size_t pi = 0; pi < sizeof pols / sizeof *pols; pi++)
+        for (uint32_t cap = 1; cap <= cap_max; cap++)
+            for (uint32_t B = 1; B <= cap; B++) {
+                if (cap % B) continue;
+                for (uint32_t sink = 0; sink <= cap; sink++)
+                    for (uint32_t rec = 0; rec <= cap; rec++)
+                        for (uint32_t ch = 1; ch <= 2 && ch <= cap; ch++)
+                            for (int prot = 0; prot <= 2; prot += 2) {
+                                char spec[160];
+                                snprintf(spec, sizeof spec, "%s sink=%u recent=%u chunk=%u block=%u prefill_max=32 protect=%d",
+                                         pols[pi], sink, rec, ch, B, prot);
+                                for (uint32_t n = 1; n <= 2 * cap + 2; n++)
+                                    for (uint32_t w = 0; w <= 2 && w <= n; w++) {
+                                        kvc_cache *c;
+                                        REQUIRE(kvc_cache_create_spec(&c, 1, 1, 2, cap, KVC_DTYPE_F32, KVC_MODE_STORE, spec,
+                                                                      NULL) == KVC_OK);
+                                        int rc = kvc_cache_prefill(c, 0, n, k, v, w ? q : NULL, w);
+                                        if (rc != KVC_OK) {
+                                            /* refused: by the freeze rule (a plain append is refused too) or for pinning too much */
+                                            kvc_cache *c2;
+                                            REQUIRE(kvc_cache_create_spec(&c2, 1, 1, 2, cap, KVC_DTYPE_F32, KVC_MODE_STORE,
+                                                                          spec, NULL) == KVC_OK);
+                                            const int freeze_ok = kvc_cache_append(c2, 0, k, v) == KVC_OK;
+                                            CHECKF(!freeze_ok || (rc == KVC_ERANGE &&
+                                                                  strstr(kvc_cache_last_error(c), "more than the capacity")),
+                                                   "%s n=%u w=%u: %s (%s)", spec, n, w, kvc_strerror(rc),
+                                                   kvc_cache_last_error(c));
+                                            kvc_cache_destroy(c2);
+                                            kvc_cache_destroy(c);
+                                            refused++;
+                                            continue;
+                                        }
+                                        accepted++;
+                                        for (uint32_t t = 0; t < 12 && !kvt_failed(); t++) {
+                                            rc = kvc_cache_append(c, n + t, k + 2 * t, v + 2 * t);
+                                            CHECKF(rc == KVC_OK, "%s n=%u w=%u, append %u after the prefill: %s (%s)", spec, n,
+                                                   w, t, kvc_strerror(rc), kvc_cache_last_error(c));
+                                            if (t % 3 == 0) CHECK_EQ(kvc_cache_attend(c, q, out), KVC_OK);
+                                        }
+                                        kvc_cache_destroy(c);
+                                        if (kvt_failed()) return;
+                                    }
+                            }
+            }
+    CHECKF(accepted > 1000 && refused > 100, "%ld accepted, %ld refused", accepted, refused);
+}
