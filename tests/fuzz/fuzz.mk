@@ -29,6 +29,11 @@ $(BUILD)/tests/fuzz-replay-%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c $(FUZZ_HEL
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/driver.c $(FUZZ_HELPERS) $(STATIC) -lm
 
+# Built only through the pattern rule above, the objects would count as
+# intermediate and be deleted after each link: keep them (the sanitizer
+# build of lib/attn/avx512_ext.c alone takes minutes).
+.SECONDARY: $(FUZZ_LIB_OBJ)
+
 fuzz-build: $(FUZZ_BINS)
 
 fuzz: $(FUZZ_BINS)
