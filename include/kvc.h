@@ -912,7 +912,11 @@ typedef struct kvc_move {
  * copies the same rows before its next attention or observe. The slot of the
  * token just reserved is never moved. Call it after a reserve that evicted (or
  * after kvc_cache_prefill_index(): it never needs one); with no holes it
- * returns 0 moves.
+ * returns 0 moves. With ::KVC_OPT_BLOCK > 1 whole units move, each resident
+ * keeping its offset in its unit (so a unit never mixes tokens of different
+ * ages): read `len` above as `ceil(len / block) * block`. The residents then
+ * fill the lowest ceil(len / block) units, the partly filled one (the newest
+ * tokens) keeping its free tail.
  * @param cache a ::KVC_MODE_INDEX cache.
  * @param group eviction group, < kvc_cache_groups().
  * @param page  slots per engine page (>= 1; need not divide the capacity).

@@ -458,3 +458,49 @@ TEST(regress_window_scores_overflow_finite) {
     CHECKF(ov.big > 0.999f, "prefill: the overflowing key got %g of the window", (double)ov.big);
     kvc_cache_destroy(c);
 }
+
+/* Found by the 0.2 fuzz campaign: with block > 1, a compaction moved single
+ * slots into the holes of the unit being filled, mixing tokens of different
+ * ages in one unit; the newest tokens then sat in both units, the recent
+ * window protected both, and the next reserve of an evicting policy failed
+ * with KVC_EFULL (capacity 10, block 5, recent 5). Compaction now moves
+ * whole units, each resident keeping its offset. */
+TEST(regress_compact_moves_whole_units) {
+    kvc_cache *c;
+    REQUIRE(kvc_cache_create_spec(&c, 1, 1, 2, 10, KVC_DTYPE_F32, KVC_MODE_INDEX, "h2o block=5 recent=5 sink=0", NULL) ==
+            KVC_OK);
+    uint32_t slot, n_moves, freed;
+    kvc_move moves[10];
+    int64_t p = 0;
+    for (; p < 12; p++) REQUIRE(kvc_cache_reserve(c, p, NULL, NULL, &slot, NULL) == KVC_OK);
+    CHECK_EQ(kvc_cache_len(c), 7u); /* unit 0: 10, 11 and three holes; unit 1: 5-9 */
+    CHECK_EQ(kvc_cache_compact(c, 0, 1, moves, &n_moves, &freed), KVC_OK);
+    CHECK_EQ(n_moves, 0u); /* both units are in use: nothing to move */
+    for (int t = 0; t < 40; t++, p++) {
+        int rc = kvc_cache_reserve(c, p, NULL, NULL, &slot, NULL);
+        CHECKF(rc == KVC_OK, "reserve %lld after the compaction: %s (%s)", (long long)p, kvc_strerror(rc),
+               kvc_cache_last_error(c));
+        if (rc) break;
+        if (t % 7 == 3) CHECK_EQ(kvc_cache_compact(c, 0, 1, moves, &n_moves, &freed), KVC_OK);
+    }
+    kvc_cache_destroy(c);
+
+    /* two units evicted at once: the used unit above them moves down whole */
+    REQUIRE(kvc_cache_create_spec(&c, 1, 1, 2, 15, KVC_DTYPE_F32, KVC_MODE_INDEX, "h2o block=5 chunk=2 recent=5 sink=0",
+                                  NULL) == KVC_OK);
+    for (p = 0; p < 16; p++) REQUIRE(kvc_cache_reserve(c, p, NULL, NULL, &slot, NULL) == KVC_OK);
+    CHECK_EQ(kvc_cache_len(c), 6u); /* units 0 and 1 evicted, token 15 in slot 0, unit 2 holds 10-14 */
+    int64_t before[15], after[15];
+    kvc_cache_positions(c, 0, before);
+    CHECK_EQ(kvc_cache_compact(c, 0, 5, moves, &n_moves, &freed), KVC_OK);
+    kvc_cache_positions(c, 0, after);
+    CHECK_EQ(n_moves, 5u);
+    CHECK_EQ(freed, 1u); /* the third page of 5 slots */
+    for (uint32_t i = 0; i < n_moves && i < 10; i++) {
+        CHECKF(moves[i].from == 10 + i && moves[i].to == 5 + i, "move %u: %u -> %u", i, moves[i].from, moves[i].to);
+        CHECK(after[5 + i] == before[10 + i] && after[10 + i] == -1);
+    }
+    CHECK(after[0] == 15);
+    for (int t = 0; t < 40; t++, p++) CHECK_EQ(kvc_cache_reserve(c, p, NULL, NULL, &slot, NULL), KVC_OK);
+    kvc_cache_destroy(c);
+}

@@ -1482,16 +1482,20 @@ static void op_compact(void) {
     FZ_CHECK(rc == KVC_OK, "compact(group %u, page %u): %d (%s)", g, page, rc, kvc_cache_last_error(M.c));
     snap now;
     check_state(&now, NULL);
-    uint32_t len = now.len, want_moves = 0;
-    for (uint32_t s = len; s < M.cap; s++) want_moves += sbefore.map[g][s] >= 0;
-    FZ_CHECK(n_moves == want_moves && n_moves <= M.cap, "compact: %u moves, %u residents past len %u", n_moves,
-             want_moves, len);
+    /* block > 1: whole units move, each resident keeping its offset; the
+     * residents end in the lowest ceil(len / block) units (top = len when block = 1) */
+    const uint32_t B = M.block ? M.block : 1;
+    uint32_t len = now.len, want_moves = 0, top = (len + B - 1) / B * B;
+    for (uint32_t s = top; s < M.cap; s++) want_moves += sbefore.map[g][s] >= 0;
+    FZ_CHECK(n_moves == want_moves && n_moves <= M.cap, "compact: %u moves, %u residents past slot %u", n_moves,
+             want_moves, top);
     FZ_CHECK(moves[n_moves].from == 0xcdcdcdcd, "compact wrote past n_moves");
     int64_t expect_map[MAX_CAP];
     memcpy(expect_map, sbefore.map[g], sizeof expect_map);
     for (uint32_t i = 0; i < n_moves; i++) {
         uint32_t f = moves[i].from, t = moves[i].to;
-        FZ_CHECK(f >= len && f < M.cap && t < len, "compact move %u: %u -> %u (len %u)", i, f, t, len);
+        FZ_CHECK(f >= top && f < M.cap && t < top && f % B == t % B, "compact move %u: %u -> %u (len %u, block %u)", i,
+                 f, t, len, B);
         FZ_CHECK(expect_map[f] >= 0 && expect_map[t] == -1, "compact move %u -> %u: not a resident into a hole", f, t);
         FZ_CHECK(sbefore.map[g][f] != M.last_pos, "compact moved the most recent token (slot %u)", f);
         expect_map[t] = expect_map[f];
@@ -1501,20 +1505,25 @@ static void op_compact(void) {
     }
     if (M.pol == POL_HOSTILE && H.p.on_move) FZ_CHECK(H.n_moves == n_moves, "on_move: %u calls for %u moves", H.n_moves, n_moves);
     FZ_CHECK(memcmp(expect_map, now.map[g], M.cap * sizeof *expect_map) == 0, "compact: the map is not the plan's");
-    for (uint32_t s = 0; s < M.cap; s++) FZ_CHECK((s < len) == (now.map[g][s] >= 0), "compact: group %u not dense at %u", g, s);
+    for (uint32_t s = top; s < M.cap; s++) FZ_CHECK(now.map[g][s] < 0, "compact: group %u has a resident at %u", g, s);
+    for (uint32_t u = 0; u < top / B; u++) {
+        bool used = false;
+        for (uint32_t j = 0; j < B; j++) used |= now.map[g][u * B + j] >= 0;
+        FZ_CHECK(used, "compact: group %u, unit %u below %u is empty", g, u, top / B);
+    }
     for (uint32_t h = 0; h < G; h++)
         if (h != g) FZ_CHECK(memcmp(now.map[h], sbefore.map[h], sizeof now.map[h]) == 0, "compact moved group %u", h);
     FZ_CHECK(now.len == sbefore.len && memcmp(&now.st, &sbefore.st, sizeof now.st) == 0, "compact: len or counters");
     if (fp) {
         uint32_t want = 0;
         if (was_frozen) {
-            uint64_t first = ((uint64_t)len + page - 1) / page, mapped = ((uint64_t)M.high[g] + page - 1) / page;
+            uint64_t first = ((uint64_t)top + page - 1) / page, mapped = ((uint64_t)M.high[g] + page - 1) / page;
             want = mapped > first ? (uint32_t)(mapped - first) : 0;
         }
         FZ_CHECK(freed == want, "compact(page %u): %u pages freed, the model says %u (len %u, high %u)", page, freed,
                  want, len, M.high[g]);
     }
-    if (was_frozen) M.high[g] = len;
+    if (was_frozen) M.high[g] = top;
     M.s = now;
 }
 
