@@ -16,14 +16,33 @@ static bool occupied(const kvc_cache *c, uint32_t g, uint32_t s) {
     return c->mode == KVC_MODE_STORE ? s < c->len : c->pos[(size_t)g * c->cap + s] >= 0;
 }
 
-/* Candidate units of group g: fully occupied, nothing protected. Returns their count. */
-static uint32_t candidates(const kvc_cache *c, uint32_t g, uint32_t *cand) {
+/* Candidate units of group g: fully occupied, nothing protected, into cand,
+ * and their insertion indices into key. Returns their count. */
+static uint32_t candidates(const kvc_cache *c, uint32_t g, uint32_t *cand, uint64_t *key) {
     uint32_t n = 0, B = c->block;
+    if (B == 1 && c->mode == KVC_MODE_STORE) {
+        /* the common case, run at every eviction of every group: residents
+         * are [0, len), and kvc__protected() reads as two bounds on the
+         * insertion index and one on the position, checked without branches */
+        const uint64_t *seq = c->seq + (size_t)g * c->cap;
+        const int64_t *pos = c->pos + (size_t)g * c->cap;
+        const uint64_t lo = c->sink, hi = c->appended > c->recent ? c->appended - c->recent : 0;
+        const int64_t pmin = c->protect;
+        for (uint32_t s = 0; s < c->len; s++) {
+            cand[n] = s;
+            key[n] = seq[s];
+            n += (uint32_t)((seq[s] >= lo) & (seq[s] < hi) & (pos[s] >= pmin));
+        }
+        return n;
+    }
     for (uint32_t u = 0; u < c->units; u++) {
         uint32_t s0 = u * B;
         bool ok = true;
         for (uint32_t s = s0; s < s0 + B && ok; s++) ok = occupied(c, g, s) && !kvc__protected(c, g, s);
-        if (ok) cand[n++] = s0;
+        if (ok) {
+            key[n] = c->seq[(size_t)g * c->cap + s0];
+            cand[n++] = s0;
+        }
     }
     return n;
 }
@@ -130,9 +149,7 @@ static void lowest_k(const uint32_t *cand, const float *score, const uint64_t *s
 
 static int choose(kvc_cache *c, uint32_t g, uint32_t *victims) {
     uint32_t *cand = c->cand, B = c->block;
-    uint32_t n = candidates(c, g, cand);
-    const uint64_t *seq = c->seq + (size_t)g * c->cap;
-    for (uint32_t i = 0; i < n; i++) c->cand_key[i] = seq[cand[i]];
+    uint32_t n = candidates(c, g, cand, c->cand_key);
     if (n < c->chunk)
         return kvc__fail(c, KVC_EFULL, "group %u has %u evictable units, needs %u: protection leaves no room", g, n,
                          c->chunk);
@@ -189,6 +206,16 @@ static int choose(kvc_cache *c, uint32_t g, uint32_t *victims) {
             }
             c->uscore[i] = sum;
         }
+    }
+    if (c->chunk == 1) { /* one victim: a single scan, NaN read as -inf as below */
+        uint32_t best = 0;
+        float bs = isnan(c->uscore[0]) ? -INFINITY : c->uscore[0];
+        for (uint32_t i = 1; i < n; i++) {
+            float x = isnan(c->uscore[i]) ? -INFINITY : c->uscore[i];
+            if (evict_before(x, c->cand_key[i], bs, c->cand_key[best])) best = i, bs = x;
+        }
+        victims[0] = cand[best];
+        return KVC_OK;
     }
     for (uint32_t i = 0; i < n; i++)
         if (isnan(c->uscore[i])) c->uscore[i] = -INFINITY; /* a NaN score is never a reason to keep */
