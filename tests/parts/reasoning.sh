@@ -30,9 +30,9 @@ train --out "$tmp/b" --save-every 3 || bad "training failed: $(cat "$tmp/train.e
 "$PY" - "$tmp/b/state.pt" <<'EOF' || bad "the saved training state is not from before the last steps"
 import sys, torch
 s = torch.load(sys.argv[1])
-assert s["step"] == 9, s["step"]
+assert s["step"] == 12, s["step"]
 EOF
-# the last state saved is from step 9 of 10: a rerun replays step 10 from it
+# the last state saved is from step 12 of 14 (inside the last phase): a rerun replays steps 13-14 from it
 cp "$tmp/b/model.bin" "$tmp/b-first.bin"
 train --out "$tmp/b" --save-every 3 || bad "resumed training failed: $(cat "$tmp/train.err")"
 grep -q "resumed at step" "$tmp/b/train.log" || bad "the second run did not resume: $(tail -3 "$tmp/b/train.log")"
