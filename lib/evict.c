@@ -6,10 +6,13 @@
 #include <math.h>
 #include <string.h>
 
+/* Insertion indices from here on are the recent window (protected). */
+static uint64_t recent_start(const kvc_cache *c) { return c->appended > c->recent ? c->appended - c->recent : 0; }
+
 bool kvc__protected(const kvc_cache *c, uint32_t g, uint32_t s) {
     size_t i = (size_t)g * c->cap + s;
     uint64_t seq = c->seq[i];
-    return seq < c->sink || seq + c->recent >= c->appended || c->pos[i] < c->protect;
+    return seq < c->sink || seq >= recent_start(c) || c->pos[i] < c->protect;
 }
 
 static bool occupied(const kvc_cache *c, uint32_t g, uint32_t s) {
@@ -22,11 +25,11 @@ static uint32_t candidates(const kvc_cache *c, uint32_t g, uint32_t *cand, uint6
     uint32_t n = 0, B = c->block;
     if (B == 1 && c->mode == KVC_MODE_STORE) {
         /* the common case, run at every eviction of every group: residents
-         * are [0, len), and kvc__protected() reads as two bounds on the
-         * insertion index and one on the position, checked without branches */
+         * are [0, len), and kvc__protected()'s three bounds are checked
+         * without branches */
         const uint64_t *seq = c->seq + (size_t)g * c->cap;
         const int64_t *pos = c->pos + (size_t)g * c->cap;
-        const uint64_t lo = c->sink, hi = c->appended > c->recent ? c->appended - c->recent : 0;
+        const uint64_t lo = c->sink, hi = recent_start(c);
         const int64_t pmin = c->protect;
         for (uint32_t s = 0; s < c->len; s++) {
             cand[n] = s;
@@ -112,9 +115,24 @@ static void sort_by_key(uint32_t *a, uint64_t *key, uint64_t *tmp, size_t n) {
 /* Does unit a rank below unit b for eviction (lower score, then older)? */
 static bool evict_before(float sa, uint64_t qa, float sb, uint64_t qb) { return sa < sb || (sa == sb && qa < qb); }
 
-/* Lowest `k` of n scored units into out, via a bounded max-heap on (score, seq). */
-static void lowest_k(const uint32_t *cand, const float *score, const uint64_t *seq, uint32_t n, uint32_t k,
+/* A NaN score is never a reason to keep: it ranks as -inf. */
+static float rank_score(float x) { return isnan(x) ? -INFINITY : x; }
+
+/* Lowest `k` of n scored units into out (NaN scores rewritten as -inf): one
+ * scan for a single victim, else a bounded max-heap on (score, seq). */
+static void lowest_k(const uint32_t *cand, float *score, const uint64_t *seq, uint32_t n, uint32_t k,
                      uint32_t *out, uint32_t *heap) {
+    if (k == 1) {
+        uint32_t best = 0;
+        float bs = rank_score(score[0]);
+        for (uint32_t i = 1; i < n; i++) {
+            float x = rank_score(score[i]);
+            if (evict_before(x, seq[i], bs, seq[best])) best = i, bs = x;
+        }
+        out[0] = cand[best];
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) score[i] = rank_score(score[i]);
     uint32_t h = 0; /* heap of candidate indices; root = the worst kept so far */
     for (uint32_t i = 0; i < n; i++) {
         if (h < k) {
@@ -207,18 +225,6 @@ static int choose(kvc_cache *c, uint32_t g, uint32_t *victims) {
             c->uscore[i] = sum;
         }
     }
-    if (c->chunk == 1) { /* one victim: a single scan, NaN read as -inf as below */
-        uint32_t best = 0;
-        float bs = isnan(c->uscore[0]) ? -INFINITY : c->uscore[0];
-        for (uint32_t i = 1; i < n; i++) {
-            float x = isnan(c->uscore[i]) ? -INFINITY : c->uscore[i];
-            if (evict_before(x, c->cand_key[i], bs, c->cand_key[best])) best = i, bs = x;
-        }
-        victims[0] = cand[best];
-        return KVC_OK;
-    }
-    for (uint32_t i = 0; i < n; i++)
-        if (isnan(c->uscore[i])) c->uscore[i] = -INFINITY; /* a NaN score is never a reason to keep */
     lowest_k(cand, c->uscore, c->cand_key, n, c->chunk, victims, c->heap);
     return KVC_OK;
 }
