@@ -12,6 +12,9 @@
  *  - the kernel on d=128, Hq=32, Hkv=8, n in {512, 4096, 32768}, f32/f16/bf16/q8,
  *    K/V cold, 1 and 2 threads (threads split the kv heads through
  *    kvc_attention_heads), and the same for a plain scalar loop (isa=naive);
+ *  - beside each cold kernel case, a loop over the same bytes doing only the
+ *    arithmetic no kernel can avoid (widen, 4 FMAs per element): the
+ *    ceiling that work per byte leaves below the read limit;
  *  - at n=32768, the same K/V read as token-major rows (all kv heads of a
  *    token together) against slot-major, in alternating runs;
  *  - n=512 with K/V cache-resident against the FMA peak: the whole shape
@@ -229,7 +232,7 @@ static double run_once(work_fn fn, void *ctx, int threads, const region *fl, int
  * in turn, so all see the same machine; `fl` is flushed before every run
  * (none: warm). One untimed round first (page faults, code, branch
  * predictors) unless nruns is 1. */
-#define MAXF 3
+#define MAXF 6
 static void timed_n(const work_fn *fn, void *const *ctx, int nf, double *t, int threads, const region *fl, int nfl,
                     int nruns) {
     static double good[MAXF][MAXRUNS * 20], all[MAXF][MAXRUNS * 80]; /* nruns <= 20 * MAXRUNS */
@@ -603,6 +606,147 @@ static void work_naive(void *vctx, int tid, int nt) {
     }
 }
 
+/* ------------------------------------------------------------ arithmetic ceiling */
+
+/* What limits a kernel that does not reach the read limit: memory, or the
+ * work per byte? This loop streams the same K and V bytes (flushed the same
+ * way) and does only the arithmetic no kernel of this shape can avoid: each
+ * element widened to f32 and multiplied into HQ/HKV = 4 accumulators per
+ * stream (QK: one per query head of the group; PV: the same count with a
+ * weight). No dot-product folds, no softmax, no row structure (Q8 scales
+ * are read as values): its speed bounds the kernel from above, and the gap
+ * between it and the read limit is the cost of the arithmetic alone. Q8 K
+ * goes the way the VNNI kernel takes it (int16 pairs into vpdpwssd). */
+#if defined(__x86_64__)
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define T256 __attribute__((target("avx2,fma,f16c")))
+
+/* One loop per dtype, so that nothing but the widening sits in it. Two
+ * banks of 4 accumulators, alternating by vector: 8 FMA chains in flight. */
+#define CEIL_LOOP(NX, WIDEN)                                                                                         \
+    for (size_t o = 0; o + 64 <= n; o += 64) {                                                                       \
+        const char *l = p + o;                                                                                       \
+        _mm_prefetch(l + ahead, _MM_HINT_T0);                                                                        \
+        _Pragma("GCC unroll 4") for (int i = 0; i < (NX); i++) {                                                     \
+            __m512 x = WIDEN;                                                                                        \
+            __m512 *a = acc + 4 * (i & 1);                                                                           \
+            a[0] = _mm512_fmadd_ps(x, c[0], a[0]), a[1] = _mm512_fmadd_ps(x, c[1], a[1]);                           \
+            a[2] = _mm512_fmadd_ps(x, c[2], a[2]), a[3] = _mm512_fmadd_ps(x, c[3], a[3]);                           \
+        }                                                                                                            \
+    }
+
+T512 static float ceil512(const char *p, size_t n, kvc_dtype dt, int vnni_k, size_t ahead) {
+    __m512 acc[8], c[4];
+    for (int h = 0; h < 8; h++) acc[h] = _mm512_setzero_ps();
+    for (int h = 0; h < 4; h++) c[h] = _mm512_set1_ps(0.25f * (float)(h + 1));
+    if (vnni_k) { /* Q8 K: 32 int8 -> int16, one vpdpwssd per query head */
+        __m512i ia[8], qc[4];
+        for (int h = 0; h < 8; h++) ia[h] = _mm512_setzero_si512();
+        for (int h = 0; h < 4; h++) qc[h] = _mm512_set1_epi16((short)(h + 1));
+        for (size_t o = 0; o + 64 <= n; o += 64) {
+            _mm_prefetch(p + o + ahead, _MM_HINT_T0);
+            _Pragma("GCC unroll 2") for (int i = 0; i < 2; i++) {
+                __m512i x = _mm512_cvtepi8_epi16(_mm256_load_si256((const __m256i *)(const void *)(p + o + 32 * i)));
+                __m512i *a = ia + 4 * i;
+                a[0] = _mm512_dpwssd_epi32(a[0], x, qc[0]), a[1] = _mm512_dpwssd_epi32(a[1], x, qc[1]);
+                a[2] = _mm512_dpwssd_epi32(a[2], x, qc[2]), a[3] = _mm512_dpwssd_epi32(a[3], x, qc[3]);
+            }
+        }
+        __m512i s = ia[0];
+        for (int h = 1; h < 8; h++) s = _mm512_add_epi32(s, ia[h]);
+        return (float)_mm512_reduce_add_epi32(s);
+    }
+    switch (dt) {
+    case KVC_DTYPE_F32: CEIL_LOOP(1, _mm512_load_ps((const float *)(const void *)l)) break;
+    case KVC_DTYPE_F16: CEIL_LOOP(2, _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(l + 32 * i)))) break;
+    case KVC_DTYPE_BF16:
+        CEIL_LOOP(2, _mm512_castsi512_ps(_mm512_slli_epi32(
+                         _mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)(const void *)(l + 32 * i))), 16)))
+        break;
+    default:
+        CEIL_LOOP(4, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(const void *)(l + 16 * i)))))
+        break;
+    }
+    __m512 s = acc[0];
+    for (int h = 1; h < 8; h++) s = _mm512_add_ps(s, acc[h]);
+    return _mm512_reduce_add_ps(s);
+}
+
+#define CEIL_LOOP256(NX, WIDEN)                                                                                      \
+    for (size_t o = 0; o + 64 <= n; o += 64) {                                                                       \
+        const char *l = p + o;                                                                                       \
+        _mm_prefetch(l + ahead, _MM_HINT_T0);                                                                        \
+        _Pragma("GCC unroll 8") for (int i = 0; i < (NX); i++) {                                                     \
+            __m256 x = WIDEN;                                                                                        \
+            __m256 *a = acc + 4 * (i & 1);                                                                           \
+            a[0] = _mm256_fmadd_ps(x, c[0], a[0]), a[1] = _mm256_fmadd_ps(x, c[1], a[1]);                           \
+            a[2] = _mm256_fmadd_ps(x, c[2], a[2]), a[3] = _mm256_fmadd_ps(x, c[3], a[3]);                           \
+        }                                                                                                            \
+    }
+
+T256 static float ceil256(const char *p, size_t n, kvc_dtype dt, size_t ahead) {
+    __m256 acc[8], c[4];
+    for (int h = 0; h < 8; h++) acc[h] = _mm256_setzero_ps();
+    for (int h = 0; h < 4; h++) c[h] = _mm256_set1_ps(0.25f * (float)(h + 1));
+    switch (dt) {
+    case KVC_DTYPE_F32: CEIL_LOOP256(2, _mm256_load_ps((const float *)(const void *)(l + 32 * i))) break;
+    case KVC_DTYPE_F16: CEIL_LOOP256(4, _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)(l + 16 * i)))) break;
+    case KVC_DTYPE_BF16:
+        CEIL_LOOP256(4, _mm256_castsi256_ps(_mm256_slli_epi32(
+                            _mm256_cvtepu16_epi32(_mm_load_si128((const __m128i *)(const void *)(l + 16 * i))), 16)))
+        break;
+    default:
+        CEIL_LOOP256(8, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(l + 8 * i)))))
+        break;
+    }
+    __m256 s = acc[0];
+    for (int h = 1; h < 8; h++) s = _mm256_add_ps(s, acc[h]);
+    float o[8];
+    _mm256_storeu_ps(o, s);
+    return o[0] + o[1] + o[2] + o[3] + o[4] + o[5] + o[6] + o[7];
+}
+#endif
+
+/* The ceiling loop exists for the x86 vector kernels (avx2 and avx512*). */
+static int ceiling_width(const char *isa) {
+#if defined(__x86_64__)
+    if (strncmp(isa, "avx512", 6) == 0) return 512;
+    if (strcmp(isa, "avx2") == 0) return 256;
+#endif
+    (void)isa;
+    return 0;
+}
+
+static int ceiling_bits; /* 512, 256, or 0: no ceiling loop for this ISA */
+static int ceiling_vnni; /* the active kernel takes Q8 K by vpdpwssd */
+static volatile float ceil_sink;
+static float ceiling_stream(const char *p, size_t n, kvc_dtype dt, int is_k, size_t ahead, int bits) {
+#if defined(__x86_64__)
+    if (bits == 512) return ceil512(p, n, dt, is_k && dt == KVC_DTYPE_Q8 && ceiling_vnni, ahead);
+    if (bits == 256) return ceil256(p, n, dt, ahead);
+#endif
+    (void)p, (void)n, (void)dt, (void)is_k, (void)ahead, (void)bits;
+    return 0.0f;
+}
+/* Without software prefetch a loop with this much arithmetic reads 10-35%
+ * slower than with it (the Xeon of docs/performance.md), so the loop
+ * prefetches (T0, which never faults) a fixed distance ahead. Which distance
+ * and which vector width stream fastest differs by core (on that Xeon the
+ * 256-bit loop widens f16 faster than the 512-bit one), so each of 2 KiB
+ * and 4 KiB ahead, in 256-bit and (with AVX-512) 512-bit vectors, is timed
+ * and the fastest is the ceiling. */
+static void work_ceiling_at(void *vctx, int tid, int nt, size_t ahead, int bits) {
+    attnctx *c = vctx;
+    uint32_t b = c->L.n_kv_heads * (uint32_t)tid / (uint32_t)nt, e = c->L.n_kv_heads * (uint32_t)(tid + 1) / (uint32_t)nt;
+    size_t hb = c->L.head_stride * esize(c->L.dtype);
+    ceil_sink += ceiling_stream((const char *)c->k + hb * b, hb * (e - b), c->L.dtype, 1, ahead, bits) +
+                 ceiling_stream((const char *)c->v + hb * b, hb * (e - b), c->L.dtype, 0, ahead, bits);
+}
+static void work_ceiling_2k(void *vctx, int tid, int nt) { work_ceiling_at(vctx, tid, nt, 2048, 256); }
+static void work_ceiling_4k(void *vctx, int tid, int nt) { work_ceiling_at(vctx, tid, nt, 4096, 256); }
+static void work_ceiling_2k_512(void *vctx, int tid, int nt) { work_ceiling_at(vctx, tid, nt, 2048, 512); }
+static void work_ceiling_4k_512(void *vctx, int tid, int nt) { work_ceiling_at(vctx, tid, nt, 4096, 512); }
+
 /* ------------------------------------------------------------ cache over kernel */
 
 typedef struct {
@@ -804,6 +948,8 @@ int main(void) {
     const int with_naive = !(e && strcmp(e, "0") == 0);
     const char *isa = kvc_active_isa();
     peak_isa = isa;
+    ceiling_bits = ceiling_width(isa);
+    ceiling_vnni = strcmp(isa, "avx512_vnni") == 0 || strcmp(isa, "avx512_bf16") == 0;
     const size_t llc = llc_bytes();
     printf("bench info isa=%s llc_mib=%zu runs=%d d=%d hq=%d hkv=%d\n", isa, llc >> 20, runs, D, HQ, HKV);
 
@@ -863,7 +1009,7 @@ int main(void) {
     static const kvc_dtype dts[] = {KVC_DTYPE_F32, KVC_DTYPE_F16, KVC_DTYPE_BF16, KVC_DTYPE_Q8};
 #define NDT 4
     double worst_frac = 1e9, worst_ref = 1e9, fma_frac[NDT][3] = {{0}}, frac_tab[NDT][3][3] = {{{0}}};
-    double us_tab[NDT][3][3] = {{{0}}};
+    double us_tab[NDT][3][3] = {{{0}}}, ceil_tab[NDT][3][3] = {{{0}}};
     pool_start();
     for (int di = 0; di < NDT && want("attn"); di++) {
         const kvc_dtype dt = dts[di];
@@ -878,9 +1024,21 @@ int main(void) {
             region fl[2] = {{K, bytes}, {V, bytes}};
             for (int th = 1; th <= 2; th++) {
                 for (int naive = 0; naive < 1 + (with_naive && dt != KVC_DTYPE_Q8); naive++) {
-                    double tr = 0;
-                    double t = naive ? timed(work_naive, &a, th, fl, 2, runs)
-                                     : timed2(work_kernel, &a, work_kvread, &a, &tr, th, fl, 2, runs);
+                    double tr = 0, tc = 0, t;
+                    int cbest = 0; /* which ceiling loop was fastest */
+                    if (naive) {
+                        t = timed(work_naive, &a, th, fl, 2, runs);
+                    } else { /* kernel, plain read and ceiling loop in alternating runs */
+                        const work_fn fns[6] = {work_kernel,     work_kvread,         work_ceiling_2k,
+                                                work_ceiling_4k, work_ceiling_2k_512, work_ceiling_4k_512};
+                        void *const ctxs[6] = {&a, &a, &a, &a, &a, &a};
+                        double t6[6];
+                        const int nf = ceiling_bits == 512 ? 6 : ceiling_bits ? 4 : 2;
+                        timed_n(fns, ctxs, nf, t6, th, fl, 2, runs);
+                        t = t6[0], tr = t6[1];
+                        for (int f = 2; f < nf; f++)
+                            if (tc == 0 || t6[f] < tc) tc = t6[f], cbest = f;
+                    }
                     double gbps = 2.0 * (double)bytes / t / 1e9;
                     printf("bench attn isa=%s dtype=%s n=%u threads=%d us=%.1f gbps=%.2f dram_gbps=%.2f frac=%.3f\n",
                            naive ? "naive" : isa, dt_name(dt), n, th, t * 1e6, gbps, dram[th], gbps / dram[th]);
@@ -889,6 +1047,15 @@ int main(void) {
                         printf("bench ref dtype=%s n=%u threads=%d read_us=%.1f read_gbps=%.2f frac_read=%.3f\n",
                                dt_name(dt), n, th, tr * 1e6, rg, gbps / rg);
                         if (n >= 4096 && gbps / rg < worst_ref) worst_ref = gbps / rg;
+                        if (tc > 0) {
+                            double cg = 2.0 * (double)bytes / tc / 1e9;
+                            printf("bench ceiling dtype=%s n=%u threads=%d us=%.1f gbps=%.2f frac=%.3f "
+                                   "kernel_over_ceiling=%.3f best=%d-bit/%dk (widen + 4 FMAs per element and a "
+                                   "prefetch, nothing else)\n",
+                                   dt_name(dt), n, th, tc * 1e6, cg, cg / dram[th], gbps / cg, cbest >= 4 ? 512 : 256,
+                                   cbest % 2 ? 4 : 2);
+                            ceil_tab[di][ni][th] = cg / dram[th];
+                        }
                     }
                     fflush(stdout);
                     if (!naive && n >= 4096 && gbps / dram[th] < worst_frac) worst_frac = gbps / dram[th];
@@ -912,7 +1079,7 @@ int main(void) {
                 for (int th = 1; th <= 2; th++) {
                     double t = timed(work_kernel, &a, th, NULL, 0, runs * 5);
                     double gflops = 4.0 * HQ * n * D / t / 1e9;
-                    fma_frac[di][th] = gflops / peak[th];
+                    fma_frac[di][th] = peak[th] > 0 ? gflops / peak[th] : 0; /* 0: fma part not run */
                     printf("bench attn_warm isa=%s dtype=%s n=%u threads=%d us=%.1f gflops=%.1f fma_peak_gflops=%.1f "
                            "frac_fma=%.3f\n",
                            isa, dt_name(dt), n, th, t * 1e6, gflops, peak[th], gflops / peak[th]);
@@ -923,7 +1090,7 @@ int main(void) {
                 one.L.n_kv_heads = 1;
                 double t = timed(work_kernel_reps, &one, 1, NULL, 0, runs * 5) / REPS;
                 double gflops = 4.0 * (HQ / HKV) * n * D / t / 1e9;
-                fma_frac[di][0] = gflops / peak[1];
+                fma_frac[di][0] = peak[1] > 0 ? gflops / peak[1] : 0;
                 printf("bench attn_l2 isa=%s dtype=%s n=%u threads=1 hq=%d hkv=1 kv_kib=%zu us=%.2f gflops=%.1f "
                        "fma_peak_gflops=%.1f frac_fma=%.3f\n",
                        isa, dt_name(dt), n, HQ / HKV, 2 * bytes / HKV >> 10, t * 1e6, gflops, peak[1], gflops / peak[1]);
@@ -971,6 +1138,10 @@ int main(void) {
         printf("bench summary isa=%s dtype=%s frac n=512 %.3f/%.3f n=4096 %.3f/%.3f n=32768 %.3f/%.3f (1/2 threads)\n",
                isa, dt_name(dts[di]), frac_tab[di][0][1], frac_tab[di][0][2], frac_tab[di][1][1], frac_tab[di][1][2],
                frac_tab[di][2][1], frac_tab[di][2][2]);
+    for (int di = 0; di < NDT && want("attn") && ceiling_bits; di++)
+        printf("bench summary isa=%s dtype=%s ceiling frac n=4096 %.3f/%.3f n=32768 %.3f/%.3f (1/2 threads; the "
+               "arithmetic alone, see the ceiling lines)\n",
+               isa, dt_name(dts[di]), ceil_tab[di][1][1], ceil_tab[di][1][2], ceil_tab[di][2][1], ceil_tab[di][2][2]);
     if (want("attn"))
         for (int th = 1; th <= 2; th++)
             printf("bench summary isa=%s threads=%d n=32768 tokens_per_s f32 %.1f f16 %.1f bf16 %.1f q8 %.1f "
