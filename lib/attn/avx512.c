@@ -71,9 +71,15 @@ AI __mmask16 tail_mask(uint32_t k) { return (__mmask16)(k >= 16 ? 0xffffu : (1u 
 
 /* e^x for x <= 0 (what softmax needs): x = n ln2 + r, |r| <= ln2/2, e^r by
  * its Taylor series to degree 7 (truncation < 6e-9 relative), 2^n applied by
- * scalef, which underflows gracefully to 0. -inf gives 0, NaN stays NaN. */
+ * scalef. Below ln(FLT_MIN) the result is 0 (the true value is < 1.2e-38),
+ * as in the AVX2 and NEON kernels: a denormal result costs a microcode
+ * assist per vector on Intel cores (measured: a call over 8 keys took 1.9 us,
+ * the padding of its partial tile going through here). -inf gives 0, NaN
+ * stays NaN. */
 AI __m512 exp16(__m512 x) {
-    x = _mm512_max_ps(_mm512_set1_ps(-110.0f), x); /* NaN in x propagates (second operand) */
+    const __m512 lo = _mm512_set1_ps(-87.33654f);
+    const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    x = _mm512_max_ps(lo, x); /* NaN in x propagates (second operand) */
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
@@ -86,7 +92,7 @@ AI __m512 exp16(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
+    return _mm512_maskz_scalef_ps((__mmask16)~under, p, n);
 }
 
 /* Horizontal sums of 16 vectors, lane a of the result = sum of a[a]. */
@@ -168,7 +174,42 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
         UNROLL
         for (int c = 0; c < NC; c++) acc[h][c] = _mm512_setzero_ps();
     }
-    for (uint32_t j = 0; j < t; j++) {
+    uint32_t j = 0;
+    if (NC == 1) {
+        /* One column group (head_dim <= 16): a row is one FMA per head, so
+         * one accumulator per head would be a chain of dependent FMAs, one
+         * row per FMA latency. Four rows at a time into four partial sums
+         * per head keep the FMA units busy; they are added at the end. */
+        __m512 part[4][3];
+        UNROLL
+        for (int h = 0; h < HB; h++) {
+            UNROLL
+            for (int r = 0; r < 3; r++) part[h][r] = _mm512_setzero_ps();
+        }
+        for (; t - j >= 4; j += 4) {
+            const char *row = vt + (size_t)j * rs;
+            __m512 v[4];
+            float vsc[4];
+            UNROLL
+            for (int r = 0; r < 4; r++) {
+                if (j + (uint32_t)r < npf) prefetch_row(pf + (size_t)(j + (uint32_t)r) * rs, rb);
+                vsc[r] = kvc__row_scale(row + (size_t)r * rs, d, dt); /* Q8 */
+                v[r] = masked ? ldm(row + (size_t)r * rs, off, mk[0], dt) : ld(row + (size_t)r * rs, off, dt);
+            }
+            UNROLL
+            for (int h = 0; h < HB; h++) {
+                const float *ph = p + (size_t)h * ss + j;
+                acc[h][0] = _mm512_fmadd_ps(_mm512_set1_ps(ph[0] * vsc[0]), v[0], acc[h][0]);
+                UNROLL
+                for (int r = 1; r < 4; r++)
+                    part[h][r - 1] = _mm512_fmadd_ps(_mm512_set1_ps(ph[r] * vsc[r]), v[r], part[h][r - 1]);
+            }
+        }
+        UNROLL
+        for (int h = 0; h < HB; h++)
+            acc[h][0] = _mm512_add_ps(_mm512_add_ps(acc[h][0], part[h][0]), _mm512_add_ps(part[h][1], part[h][2]));
+    }
+    for (; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
         if (j < npf) prefetch_row(pf + (size_t)j * rs, rb);
         const float vsc = kvc__row_scale(row, d, dt); /* Q8 */

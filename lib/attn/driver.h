@@ -95,7 +95,11 @@ AI void qk_tile(int var, const float *q, const float *qbuf, uint32_t G, uint32_t
 AI void softmax_chunk(float *s, uint32_t c, float *m, float *l, float *corr, float *wrow, bool probs) {
     if (wrow && !probs) memcpy(wrow, s, (size_t)c * sizeof(float));
     const uint32_t cp = (c + TILE - 1) / TILE * TILE;
-    for (uint32_t j = c; j < cp; j++) s[j] = -INFINITY; /* only in a partial last tile */
+    /* only in a partial last tile; whole vectors where it can, since the
+     * loads below would wait on scalar stores they cannot forward from */
+    uint32_t jp = c;
+    for (; jp < cp && jp % VW; jp++) s[jp] = -INFINITY;
+    for (; jp < cp; jp += VW) v_store(s + jp, v_set1(-INFINITY));
     vf vmax = v_set1(-INFINITY);
     for (uint32_t j = 0; j < cp; j += VW) vmax = v_max(vmax, v_load(s + j));
     const float tmax = v_hmax(vmax);
@@ -181,6 +185,9 @@ AI void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float l, b
 /* Floats of score scratch on the stack (32 KiB): a chunk of keys is as long
  * as the scratch holds for the job's query heads (2048 keys for 4 heads). */
 #define SCRATCH 8192
+#ifndef KVC__PF_MIN
+#define KVC__PF_MIN (128u << 10)
+#endif
 #ifndef KVC__CHUNKED
 #define KVC__CHUNKED 1
 #endif
@@ -224,6 +231,10 @@ AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
      * heads' scratch rows 64 bytes more than a power of two apart, so the
      * rows a pv_block reads together do not alias in L1 (4 KiB aliasing) */
     const uint32_t ch = KVC__CHUNKED ? (SCRATCH / gmax - 16) / TILE * TILE : TILE;
+    /* K and V of every job within KVC__PF_MIN bytes: read from L1/L2 (a small
+     * cache, just written to or read a layer ago), where software prefetch
+     * only takes issue slots */
+    const bool pfon = (size_t)n * rs * 2 * nj > KVC__PF_MIN;
     const size_t ss = ch + 16; /* scratch stride between heads */
     const bool one = n <= ch;  /* a single chunk: its softmax is the final one */
     for (uint32_t c0 = 0, c; c0 < n; c0 += c) { /* += c: never wraps past n */
@@ -236,13 +247,13 @@ AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
             /* what follows this chunk's V pass: the next job's K, or the next chunk's first job's */
             const uint32_t nx = x + 1 < nj ? c0 : c0 + c;
             const char *knext = (const char *)jobs[x + 1 < nj ? x + 1 : 0].k + (size_t)nx * rs;
-            const uint32_t nknext = nx < n ? (n - nx < TILE ? n - nx : TILE) : 0;
+            const uint32_t nknext = pfon && nx < n ? (n - nx < TILE ? n - nx : TILE) : 0;
             for (uint32_t j0 = 0, t; j0 < c; j0 += t) {
                 t = c - j0 < TILE ? c - j0 : TILE;
                 const bool last = j0 + t == c;
+                const uint32_t npf = !pfon ? 0 : last ? (c < TILE ? c : TILE) : (c - j0 - t < TILE ? c - j0 - t : TILE);
                 qk_tile(var, job->q, qbuf + qoff[x], G, d, kc + (size_t)j0 * rs, rs, t,
-                        last ? vc : kc + (size_t)(j0 + t) * rs, last ? (c < TILE ? c : TILE) : (c - j0 - t < TILE ? c - j0 - t : TILE),
-                        dt, scale, s + j0, ss);
+                        last ? vc : kc + (size_t)(j0 + t) * rs, npf, dt, scale, s + j0, ss);
             }
             for (uint32_t h = 0; h < G; h++)
                 softmax_chunk(s + (size_t)h * ss, c, &m[x * MAXH + h], &l[x * MAXH + h], &corr[h],
@@ -251,8 +262,8 @@ AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
                 t = c - j0 < TILE ? c - j0 : TILE;
                 const bool last = j0 + t == c;
                 pv_tile(var, vc + (size_t)j0 * rs, rs, t, last ? knext : vc + (size_t)(j0 + t) * rs,
-                        last ? nknext : (c - j0 - t < TILE ? c - j0 - t : TILE), s + j0, ss, G, d, dt, job->out,
-                        j0 == 0 ? corr : ones);
+                        last ? nknext : !pfon ? 0 : (c - j0 - t < TILE ? c - j0 - t : TILE), s + j0, ss, G, d, dt,
+                        job->out, j0 == 0 ? corr : ones);
             }
         }
     }
