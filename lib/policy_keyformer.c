@@ -60,9 +60,13 @@ static void on_attend(void *state, uint32_t g, const float *mass, uint32_t n) {
     if (s->steps[g] != UINT32_MAX) s->steps[g]++;
     double zmax = -INFINITY;
     for (uint32_t i = 0; i < n; i++) {
-        double e = -log(1.0 - kvc_rng_uniform(s->rng)); /* Exp(1); drawn for every slot, in slot order */
-        if (e < 1e-300) e = 1e-300;
-        s->z[i] = mass[i] > 0.0f ? (log((double)mass[i]) - log(e)) * inv_tau : -INFINITY;
+        const double u = kvc_rng_uniform(s->rng); /* drawn for every slot, in slot order */
+        s->z[i] = -INFINITY;
+        if (mass[i] > 0.0f) {
+            double e = -log(1.0 - u); /* Exp(1) */
+            if (e < 1e-300) e = 1e-300;
+            s->z[i] = (log((double)mass[i]) - log(e)) * inv_tau;
+        }
         if (s->z[i] > zmax) zmax = s->z[i];
     }
     if (zmax == -INFINITY) return; /* no weight anywhere: nothing to add */

@@ -79,14 +79,20 @@ static void draw_projection(dkv_state *s, kvc_rng *rng) {
     }
 }
 
-/* ||x G||^2 for one head row x. */
+/* ||x G||^2 for one head row x. The rank dot products run side by side
+ * (G's rows are contiguous in c), each still summed in t order, so the
+ * result is that of one dot after another, without the wait on each sum. */
 static double projected_sq(const dkv_state *s, const float *x) {
-    double total = 0.0;
-    for (uint32_t c = 0; c < s->rank; c++) {
-        double dot = 0.0;
-        for (uint32_t t = 0; t < s->d; t++) dot += x[t] * s->g[(size_t)t * s->rank + c];
-        total += dot * dot;
+    double dot[256]; /* rank <= 256 (the parameter's range) */
+    const uint32_t r = s->rank;
+    for (uint32_t c = 0; c < r; c++) dot[c] = 0.0;
+    for (uint32_t t = 0; t < s->d; t++) {
+        const double xt = x[t];
+        const double *gt = s->g + (size_t)t * r;
+        for (uint32_t c = 0; c < r; c++) dot[c] += xt * gt[c];
     }
+    double total = 0.0;
+    for (uint32_t c = 0; c < r; c++) total += dot[c] * dot[c];
     return total;
 }
 
