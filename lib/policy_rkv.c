@@ -25,6 +25,7 @@
  * head). Cost per eviction: O(n head_dim) for the column sums, plus up to
  * O(n^2 head_dim) (f32) to find the near-duplicates. */
 #include <math.h>
+#include <stdbool.h>
 
 #include "policy_util.h"
 
@@ -197,13 +198,26 @@ static void redundancy(rkv_state *s, uint32_t g, uint32_t n) {
         }
         for (uint32_t i = 0; i < n; i++) {
             const float *ki = key_of(s, g, s->order[i], h);
-            for (uint32_t j = n; j-- > 0;) {
-                if (j == i) continue;
-                double sim = kvc__dot_f32(ki, key_of(s, g, s->order[j], h), s->d) * s->rowv[i] * s->rowv[j];
-                if (sim > s->threshold) {
-                    s->col[j] -= sim;
-                    break;
+            /* four candidates at a time, newest first, the first above the
+             * threshold wins: the same answer as one at a time, with four
+             * independent dot products in flight */
+            uint32_t j = n;
+            bool found = false;
+            while (j > 0 && !found) {
+                const uint32_t m = j < 4 ? j : 4;
+                double sim[4];
+                for (uint32_t a = 0; a < m; a++) {
+                    const uint32_t jj = j - 1 - a;
+                    sim[a] = jj == i ? -INFINITY
+                                     : kvc__dot_f32(ki, key_of(s, g, s->order[jj], h), s->d) * s->rowv[i] * s->rowv[jj];
                 }
+                for (uint32_t a = 0; a < m; a++)
+                    if (sim[a] > s->threshold) {
+                        s->col[j - 1 - a] -= sim[a];
+                        found = true;
+                        break;
+                    }
+                j -= m;
             }
         }
         double mx = -INFINITY, sum = 0.0;
