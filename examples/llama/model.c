@@ -65,7 +65,21 @@ static void transpose(float *dst, const float *src, size_t count, size_t rows, s
             for (size_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
 }
 
-/* The forward pass reads every matrix transposed (see matvec). */
+/* dst[c][ro + r] = src[r][c] (a rows x cols matrix into the rows [ro, ro +
+ * rows) of a transposed matrix with R rows in all) for `count` layers, dst
+ * advancing by dst_step and src by rows x cols per layer. */
+static void transpose_into(float *dst, size_t dst_step, size_t R, size_t ro, const float *src, size_t count,
+                           size_t rows, size_t cols) {
+    for (size_t k = 0; k < count; k++, dst += dst_step, src += rows * cols)
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++) dst[c * R + ro + r] = src[r * cols + c];
+}
+
+/* The forward pass reads every matrix transposed (see matvec). Matrices that
+ * multiply the same vector are stacked into one (wq, wk and wv; w1 and w3):
+ * each output is the same sum in the same order, but a wider matrix has more
+ * independent rows per column, and a matvec over 64 rows waits on its
+ * additions. */
 static int transpose_all(llm_model *m, char *err, size_t errlen) {
     const llm_config *c = &m->c;
     size_t D = (size_t)c->dim, H = (size_t)c->hidden_dim, L = (size_t)c->n_layers, KV = (size_t)c->kv_dim,
@@ -77,13 +91,18 @@ static int transpose_all(llm_model *m, char *err, size_t errlen) {
         llm_model_free(m);
         return -1;
     }
-    m->twq = t, transpose(t, m->wq, L, D, D), t += L * D * D;
-    m->twk = t, transpose(t, m->wk, L, KV, D), t += L * KV * D;
-    m->twv = t, transpose(t, m->wv, L, KV, D), t += L * KV * D;
+    const size_t QKV = D + 2 * KV;
+    m->twqkv = t;
+    transpose_into(t, QKV * D, QKV, 0, m->wq, L, D, D);
+    transpose_into(t, QKV * D, QKV, D, m->wk, L, KV, D);
+    transpose_into(t, QKV * D, QKV, D + KV, m->wv, L, KV, D);
+    t += L * QKV * D;
     m->two = t, transpose(t, m->wo, L, D, D), t += L * D * D;
-    m->tw1 = t, transpose(t, m->w1, L, H, D), t += L * H * D;
+    m->tw13 = t;
+    transpose_into(t, 2 * H * D, 2 * H, 0, m->w1, L, H, D);
+    transpose_into(t, 2 * H * D, 2 * H, H, m->w3, L, H, D);
+    t += L * 2 * H * D;
     m->tw2 = t, transpose(t, m->w2, L, D, H), t += L * D * H;
-    m->tw3 = t, transpose(t, m->w3, L, H, D), t += L * H * D;
     m->twcls = t, transpose(t, m->wcls, 1, V, D);
     return 0;
 }
@@ -392,12 +411,12 @@ static int state_init(llm_state *s, const llm_model *m, const kvc_policy *policy
     size_t D = (size_t)c->dim, H = (size_t)c->hidden_dim, KV = (size_t)c->kv_dim;
     s->x = calloc(D, sizeof(float));
     s->xb = calloc(D, sizeof(float));
-    s->q = calloc(D, sizeof(float));
+    s->q = calloc(D + 2 * KV, sizeof(float)); /* q, k, v side by side: one matvec writes them */
     s->att = calloc(D, sizeof(float));
-    s->k = calloc(KV, sizeof(float));
-    s->v = calloc(KV, sizeof(float));
-    s->h1 = calloc(H, sizeof(float));
-    s->h3 = calloc(H, sizeof(float));
+    s->k = s->q ? s->q + D : NULL;
+    s->v = s->q ? s->q + D + KV : NULL;
+    s->h1 = calloc(2 * H, sizeof(float)); /* h1, h3 likewise */
+    s->h3 = s->h1 ? s->h1 + H : NULL;
     s->logits = calloc((size_t)c->vocab_size, sizeof(float));
     s->inv_freq = calloc((size_t)c->head_size / 2, sizeof(double));
     s->cache = calloc((size_t)c->n_layers, sizeof *s->cache);
@@ -466,8 +485,8 @@ void llm_state_free(llm_state *s) {
     if (s->cache && s->m)
         for (int l = 0; l < s->m->c.n_layers; l++) kvc_cache_destroy(s->cache[l]);
     free(s->cache);
-    free(s->x), free(s->xb), free(s->q), free(s->att), free(s->k), free(s->v);
-    free(s->h1), free(s->h3), free(s->logits), free(s->inv_freq);
+    free(s->x), free(s->xb), free(s->q), free(s->att); /* q holds k and v */
+    free(s->h1), free(s->logits), free(s->inv_freq);    /* h1 holds h3 */
     memset(s, 0, sizeof *s);
 }
 
@@ -594,9 +613,7 @@ int llm_forward_ex(llm_state *s, int tok, int pos, int want_logits, char *err, s
     for (int l = 0; l < c->n_layers; l++) {
         size_t L = (size_t)l;
         rmsnorm(s->xb, s->x, m->rms_att + L * D, D);
-        matvec(s->q, m->twq + L * D * D, s->xb, D, D);
-        matvec(s->k, m->twk + L * KV * D, s->xb, KV, D);
-        matvec(s->v, m->twv + L * KV * D, s->xb, KV, D);
+        matvec(s->q, m->twqkv + L * (D + 2 * KV) * D, s->xb, D + 2 * KV, D); /* q, k and v */
         rope(s->q, c->n_heads, hs, cs, sn);
         rope(s->k, c->n_kv_heads, hs, cs, sn); /* K is cached after RoPE */
         if (s->trace && pos < s->trace_len) {
@@ -614,8 +631,7 @@ int llm_forward_ex(llm_state *s, int tok, int pos, int want_logits, char *err, s
         for (int i = 0; i < D; i++) s->x[i] += s->xb[i];
 
         rmsnorm(s->xb, s->x, m->rms_ffn + L * D, D);
-        matvec(s->h1, m->tw1 + L * H * D, s->xb, H, D);
-        matvec(s->h3, m->tw3 + L * H * D, s->xb, H, D);
+        matvec(s->h1, m->tw13 + L * 2 * H * D, s->xb, 2 * H, D); /* h1 and h3 */
         for (int i = 0; i < H; i++) {
             float g = s->h1[i];
             s->h1[i] = g / (1.0f + expf(-g)) * s->h3[i]; /* SwiGLU: silu(w1 x) * (w3 x) */

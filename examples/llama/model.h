@@ -24,7 +24,9 @@ typedef struct {
     float *data; /* the whole file after the header */
     const float *tok_emb, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3, *rms_final, *wcls;
     float *tdata; /* every matrix transposed, [in][out], as the forward pass reads them */
-    const float *twq, *twk, *twv, *two, *tw1, *tw2, *tw3, *twcls;
+    const float *twqkv; /* per layer [dim][dim + 2 kv_dim]: wq, wk, wv stacked */
+    const float *tw13;  /* per layer [dim][2 hidden_dim]: w1, w3 stacked */
+    const float *two, *tw2, *twcls;
 } llm_model;
 
 typedef struct {
