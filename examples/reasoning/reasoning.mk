@@ -19,8 +19,8 @@ $(REASON_BIN): $(REASON_OBJ) $(STATIC)
 # The figures of docs/reasoning.md: every built-in policy and the adversarial
 # control x budgets 64..512 (1/16 .. 1/2 of the context) x 4 tasks, 200
 # instances per cell, and the chase table at budget 256: 48,800 decodes of
-# 1024 tokens, 2,100 to 2,700 CPU-seconds on a shared 2-core machine (18 to
-# 23 minutes on 2 threads).
+# 1024 tokens, 2,100 to 2,900 CPU-seconds on the shared 2-core machines
+# measured (18 to 25 minutes on 2 threads; docs/reasoning.md, "Cost").
 reasoning: $(REASON_BIN)
 	$(REASON_BIN) --budgets 64,128,256,512 --csv docs/reasoning.csv --md $(BUILD)/reasoning-table.md --svg docs/reasoning.svg
 	@echo "reasoning: tables in $(BUILD)/reasoning-table.md, data in docs/reasoning.csv, plot in docs/reasoning.svg"
