@@ -123,41 +123,29 @@ static void importance(rkv_state *s, const kvc_select *req, uint32_t np) {
         uint32_t ratio = s->qpg / s->heads; /* query heads per kv head */
         for (uint32_t r = 0; r < req->n_queries; r++) {
             double mx = -INFINITY, sum = 0.0;
-            uint32_t u = 0;
             /* four keys at a time: four independent sums, each in e order (the
-             * same values as one key at a time, without waiting on each sum) */
-            for (; u + 4 <= np; u += 4) {
+             * same values as one key at a time, without waiting on each sum);
+             * a last group of fewer repeats its last key and keeps what it has */
+            for (uint32_t u = 0; u < np; u += 4) {
+                const uint32_t m = np - u < 4 ? np - u : 4;
                 double best[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
                 for (uint32_t j = 0; j < s->qpg; j++) {
                     const float *q = req->queries + ((size_t)r * s->n_q + (size_t)g * s->qpg + j) * s->d;
-                    const float *k0 = key_of(s, g, s->order[u], j / ratio), *k1 = key_of(s, g, s->order[u + 1], j / ratio);
-                    const float *k2 = key_of(s, g, s->order[u + 2], j / ratio), *k3 = key_of(s, g, s->order[u + 3], j / ratio);
+                    const float *k[4];
+                    for (uint32_t i = 0; i < 4; i++) k[i] = key_of(s, g, s->order[u + (i < m ? i : m - 1)], j / ratio);
                     double d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
                     for (uint32_t e = 0; e < s->d; e++) {
                         const double qe = q[e];
-                        d0 += qe * k0[e], d1 += qe * k1[e], d2 += qe * k2[e], d3 += qe * k3[e];
+                        d0 += qe * k[0][e], d1 += qe * k[1][e], d2 += qe * k[2][e], d3 += qe * k[3][e];
                     }
                     const double dots[4] = {d0 * s->scale, d1 * s->scale, d2 * s->scale, d3 * s->scale};
                     for (int i = 0; i < 4; i++)
                         if (dots[i] > best[i]) best[i] = dots[i];
                 }
-                for (int i = 0; i < 4; i++) {
-                    s->rowv[u + (uint32_t)i] = best[i];
+                for (uint32_t i = 0; i < m; i++) {
+                    s->rowv[u + i] = best[i];
                     if (best[i] > mx) mx = best[i];
                 }
-            }
-            for (uint32_t t = u; t < np; t++) {
-                double best = -INFINITY;
-                for (uint32_t j = 0; j < s->qpg; j++) {
-                    const float *q = req->queries + ((size_t)r * s->n_q + (size_t)g * s->qpg + j) * s->d;
-                    const float *k = key_of(s, g, s->order[t], j / ratio);
-                    double dot = 0.0;
-                    for (uint32_t e = 0; e < s->d; e++) dot += (double)q[e] * k[e];
-                    dot *= s->scale;
-                    if (dot > best) best = dot;
-                }
-                s->rowv[t] = best;
-                if (best > mx) mx = best;
             }
             for (uint32_t t = 0; t < np; t++) sum += (s->rowv[t] = exp(s->rowv[t] - mx));
             for (uint32_t t = 0; t < np; t++) s->imp[t] += s->rowv[t] / sum;

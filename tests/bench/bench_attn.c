@@ -621,19 +621,23 @@ static void work_naive(void *vctx, int tid, int nt) {
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 #define T256 __attribute__((target("avx2,fma,f16c")))
 
-/* One loop per dtype, so that nothing but the widening sits in it. Two
- * banks of 4 accumulators, alternating by vector: 8 FMA chains in flight. */
-#define CEIL_LOOP(NX, WIDEN)                                                                                         \
+/* One loop per dtype and vector type VT (FMADD its multiply-add), so that
+ * nothing but the widening sits in it. Two banks of 4 accumulators,
+ * alternating by vector: 8 FMA chains in flight (4 where a 64-byte line is
+ * one vector: f32 in 512 bits). */
+#define CEIL_LOOP(VT, FMADD, NX, WIDEN)                                                                              \
     for (size_t o = 0; o + 64 <= n; o += 64) {                                                                       \
         const char *l = p + o;                                                                                       \
         _mm_prefetch(l + ahead, _MM_HINT_T0);                                                                        \
-        _Pragma("GCC unroll 4") for (int i = 0; i < (NX); i++) {                                                     \
-            __m512 x = WIDEN;                                                                                        \
-            __m512 *a = acc + 4 * (i & 1);                                                                           \
-            a[0] = _mm512_fmadd_ps(x, c[0], a[0]), a[1] = _mm512_fmadd_ps(x, c[1], a[1]);                           \
-            a[2] = _mm512_fmadd_ps(x, c[2], a[2]), a[3] = _mm512_fmadd_ps(x, c[3], a[3]);                           \
+        _Pragma("GCC unroll 8") for (int i = 0; i < (NX); i++) {                                                     \
+            VT x = WIDEN;                                                                                            \
+            VT *a = acc + 4 * (i & 1);                                                                               \
+            a[0] = FMADD(x, c[0], a[0]), a[1] = FMADD(x, c[1], a[1]);                                               \
+            a[2] = FMADD(x, c[2], a[2]), a[3] = FMADD(x, c[3], a[3]);                                               \
         }                                                                                                            \
     }
+#define CEIL_LOOP512(NX, WIDEN) CEIL_LOOP(__m512, _mm512_fmadd_ps, NX, WIDEN)
+#define CEIL_LOOP256(NX, WIDEN) CEIL_LOOP(__m256, _mm256_fmadd_ps, NX, WIDEN)
 
 T512 static float ceil512(const char *p, size_t n, kvc_dtype dt, int vnni_k, size_t ahead) {
     __m512 acc[8], c[4];
@@ -657,32 +661,20 @@ T512 static float ceil512(const char *p, size_t n, kvc_dtype dt, int vnni_k, siz
         return (float)_mm512_reduce_add_epi32(s);
     }
     switch (dt) {
-    case KVC_DTYPE_F32: CEIL_LOOP(1, _mm512_load_ps((const float *)(const void *)l)) break;
-    case KVC_DTYPE_F16: CEIL_LOOP(2, _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(l + 32 * i)))) break;
+    case KVC_DTYPE_F32: CEIL_LOOP512(1, _mm512_load_ps((const float *)(const void *)l)) break;
+    case KVC_DTYPE_F16: CEIL_LOOP512(2, _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(l + 32 * i)))) break;
     case KVC_DTYPE_BF16:
-        CEIL_LOOP(2, _mm512_castsi512_ps(_mm512_slli_epi32(
+        CEIL_LOOP512(2, _mm512_castsi512_ps(_mm512_slli_epi32(
                          _mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)(const void *)(l + 32 * i))), 16)))
         break;
     default:
-        CEIL_LOOP(4, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(const void *)(l + 16 * i)))))
+        CEIL_LOOP512(4, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(const void *)(l + 16 * i)))))
         break;
     }
     __m512 s = acc[0];
     for (int h = 1; h < 8; h++) s = _mm512_add_ps(s, acc[h]);
     return _mm512_reduce_add_ps(s);
 }
-
-#define CEIL_LOOP256(NX, WIDEN)                                                                                      \
-    for (size_t o = 0; o + 64 <= n; o += 64) {                                                                       \
-        const char *l = p + o;                                                                                       \
-        _mm_prefetch(l + ahead, _MM_HINT_T0);                                                                        \
-        _Pragma("GCC unroll 8") for (int i = 0; i < (NX); i++) {                                                     \
-            __m256 x = WIDEN;                                                                                        \
-            __m256 *a = acc + 4 * (i & 1);                                                                           \
-            a[0] = _mm256_fmadd_ps(x, c[0], a[0]), a[1] = _mm256_fmadd_ps(x, c[1], a[1]);                           \
-            a[2] = _mm256_fmadd_ps(x, c[2], a[2]), a[3] = _mm256_fmadd_ps(x, c[3], a[3]);                           \
-        }                                                                                                            \
-    }
 
 T256 static float ceil256(const char *p, size_t n, kvc_dtype dt, size_t ahead) {
     __m256 acc[8], c[4];
