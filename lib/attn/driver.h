@@ -216,9 +216,11 @@ AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
     uint32_t gmax = 1;
     for (uint32_t x = 0, qo = 0; x < nj; x++) {
         const kvc__attn_job *job = &jobs[x];
+        /* only a variant uses the scratch: without one every job's offset stays
+         * 0, as qbuf + anything past its end is not a pointer C allows */
         if (var) q_prepare(var, dt, job->q, job->r, d, qbuf + qo);
         qoff[x] = qo;
-        qo += job->r * q_stride(var, d);
+        if (var) qo += job->r * q_stride(var, d);
         gmax = job->r > gmax ? job->r : gmax;
         for (uint32_t h = 0; h < job->r; h++) {
             m[x * MAXH + h] = -INFINITY;
@@ -246,8 +248,10 @@ AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
             const char *vc = (const char *)job->v + (size_t)c0 * rs;
             /* what follows this chunk's V pass: the next job's K, or the next chunk's first job's */
             const uint32_t nx = x + 1 < nj ? c0 : c0 + c;
-            const char *knext = (const char *)jobs[x + 1 < nj ? x + 1 : 0].k + (size_t)nx * rs;
             const uint32_t nknext = pfon && nx < n ? (n - nx < TILE ? n - nx : TILE) : 0;
+            /* formed only when it is a row: past the last one it would be a pointer
+             * beyond K (or a wrapped offset when a single row has a huge stride) */
+            const char *knext = nknext ? (const char *)jobs[x + 1 < nj ? x + 1 : 0].k + (size_t)nx * rs : NULL;
             for (uint32_t j0 = 0, t; j0 < c; j0 += t) {
                 t = c - j0 < TILE ? c - j0 : TILE;
                 const bool last = j0 + t == c;

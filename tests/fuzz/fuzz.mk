@@ -14,7 +14,7 @@ FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz-%)
 FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz-replay-%)
-FUZZ_HDRS    := include/kvc.h tests/fuzz/fuzz_util.h tests/snapshot.h
+FUZZ_HDRS    := include/kvc.h tests/fuzz/fuzz_util.h tests/fuzz/kernel_op.h tests/snapshot.h
 FUZZ_HELPERS := tests/snapshot.c
 
 $(FUZZ_DIR)/obj/%.o: %.c include/kvc.h $(wildcard lib/*.h lib/attn/*.h)

@@ -2,7 +2,8 @@
  * a time: create (shape, mode, dtype, policy, options, or a spec string, with
  * or without create_spec_err's message), options, append/attend/attend_heads
  * or reserve/observe, a whole prompt (prefill, prefill_index, with protect
- * and prefill_max), compaction plans, read, prepare, reset, destroy. After every call the cache is compared with a small
+ * and prefill_max), compaction plans, read, prepare, reset, destroy; also
+ * the free kernel (kernel_op.h). After every call the cache is compared with a small
  * reference model: residents per group and their positions, empty slots -1
  * (INDEX) or residents dense in [0, len) (STORE), the stored K/V rows, the
  * attention output (f64 reference), sinks, recent and protected tokens never
@@ -21,6 +22,7 @@
 
 #include "fuzz_util.h"
 #include "kvc.h"
+#include "kernel_op.h"
 #include "snapshot.h"
 
 enum { MAX_KV = 3, MAX_RATIO = 9, MAX_Q = MAX_KV * MAX_RATIO, MAX_D = 130, MAX_CAP = 160, MAX_G = MAX_KV,
@@ -1559,6 +1561,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         default:
             if ((op & 0x30) == 0x30) op_finish_misuse();
             else if (op & 0x10) destroy();
+            else if ((op & 0x30) == 0x20) (op & 0xc0) == 0xc0 ? op_quantize_misuse(&R) : op_kernel(&R);
             else op_observe(false);
             break;
         }
