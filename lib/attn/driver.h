@@ -218,9 +218,11 @@ AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
         const kvc__attn_job *job = &jobs[x];
         /* only a variant uses the scratch: without one every job's offset stays
          * 0, as qbuf + anything past its end is not a pointer C allows */
-        if (var) q_prepare(var, dt, job->q, job->r, d, qbuf + qo);
         qoff[x] = qo;
-        if (var) qo += job->r * q_stride(var, d);
+        if (var) {
+            q_prepare(var, dt, job->q, job->r, d, qbuf + qo);
+            qo += job->r * q_stride(var, d);
+        }
         gmax = job->r > gmax ? job->r : gmax;
         for (uint32_t h = 0; h < job->r; h++) {
             m[x * MAXH + h] = -INFINITY;

@@ -684,7 +684,7 @@ static void q8_round_trip(const float *x, float *out, uint32_t d) {
     unsigned char row[MAX_D + 8];
     FZ_CHECK(kvc_row_bytes(KVC_DTYPE_Q8, d) <= sizeof row && kvc_quantize_q8(x, d, row) == KVC_OK, "quantize");
     float s;
-    memcpy(&s, row + ((d + 3) & ~3u), sizeof s);
+    memcpy(&s, row + ko_scale_off(d), sizeof s);
     for (uint32_t i = 0; i < d; i++) out[i] = s * (float)(int8_t)row[i];
 }
 
@@ -915,13 +915,10 @@ static void op_insert(bool bad) {
  * rounding makes the comparison meaningless (the caller then skips it). */
 static void reference_out(const float *q, double *out, double *tol) {
     uint32_t ratio = M.nq / M.nkv, d = M.d, n = M.s.len;
-    /* documented departures from f32: with Q8 storage the VNNI kernels round
-     * each query head to integers (at worst like a stored row, max|q|/254 per
-     * element); the BF16 one splits queries in two bf16 */
-    const char *isa = kvc_active_isa();
-    bool vnni = strcmp(isa, "avx512_vnni") == 0 || strcmp(isa, "avx512_bf16") == 0;
-    bool q8_query = M.dt == KVC_DTYPE_Q8 && M.mode == KVC_MODE_STORE && vnni;
-    double q_rel = M.dt == KVC_DTYPE_BF16 && strcmp(isa, "avx512_bf16") == 0 ? 0x1p-16 : 0.0;
+    bool q8_query; /* the kernels' documented departures from f32 (kernel_op.h) */
+    double q_rel;
+    ko_departures(M.dt, &q8_query, &q_rel);
+    q8_query = q8_query && M.mode == KVC_MODE_STORE;
     for (uint32_t h = 0; h < M.nq; h++) {
         uint32_t kvh = h / ratio, g = M.G == 1 ? 0 : kvh;
         const float *qh = q + (size_t)h * d;
@@ -955,7 +952,7 @@ static void reference_out(const float *q, double *out, double *tol) {
                 vmax = fabs(vr[i]) > vmax ? fabs(vr[i]) : vmax;
             }
         }
-        tol[h] = err > 0.05 ? NAN : vmax * (4 * err + (n + 8) * 4 * FLT_EPSILON) + 1e-30;
+        tol[h] = ko_tolerance(err, vmax, n);
     }
 }
 

@@ -48,24 +48,49 @@ static double ko_bf16(uint16_t h) {
     return f;
 }
 
+/* The kernels' documented departures from f32 on the active ISA, shared
+ * with the cache's check (fuzz_api.c): with Q8 storage the VNNI kernels
+ * round each query head to integers (at worst like a stored row, max|q|/254
+ * per element); the BF16 one splits queries in two bf16 (relative 2^-16). */
+static void ko_departures(kvc_dtype dt, bool *q8_query, double *q_rel) {
+    const char *isa = kvc_active_isa();
+    const bool bf16 = strcmp(isa, "avx512_bf16") == 0;
+    *q8_query = dt == KVC_DTYPE_Q8 && (bf16 || strcmp(isa, "avx512_vnni") == 0);
+    *q_rel = dt == KVC_DTYPE_BF16 && bf16 ? 0x1p-16 : 0.0;
+}
+
+/* An output's tolerance from the logits' error bound `err` and the largest
+ * |V| over n keys; NaN (no comparison) when rounding makes it meaningless. */
+static double ko_tolerance(double err, double vmax, uint32_t n) {
+    return err > 0.05 ? NAN : vmax * (4 * err + (n + 8) * 4 * FLT_EPSILON) + 1e-30;
+}
+
+/* Byte offset of a Q8 row's scale: head_dim rounded up to a multiple of 4. */
+static size_t ko_scale_off(uint32_t d) { return (d + 3) & ~(size_t)3; }
+
 typedef struct {
     kvc_attn_layout L;
-    size_t esz, row_el, bytes; /* element size, elements of a row, buffer bytes */
-    unsigned char *kb, *vb;    /* exact-size blocks; K/V start `off` bytes in */
+    size_t esz;             /* bytes per element (Q8: 1, strides in bytes) */
+    unsigned char *kb, *vb; /* exact-size blocks; K/V start `off` bytes in */
     size_t off;
-    bool disjoint;             /* no two kv heads share an element */
+    bool disjoint;          /* no two kv heads share an element */
 } ko_buf;
 
+/* Row of key s of kv head g. */
+static unsigned char *ko_row(const ko_buf *b, unsigned char *base, uint32_t g, uint32_t s) {
+    return base + (g * b->L.head_stride + s * b->L.row_stride) * b->esz;
+}
+
 /* Element i of key `s` of kv head g, as stored. */
-static double ko_elem(const ko_buf *b, const unsigned char *base, uint32_t g, uint32_t s, uint32_t i) {
-    const unsigned char *row = base + (g * b->L.head_stride + s * b->L.row_stride) * b->esz;
+static double ko_elem(const ko_buf *b, unsigned char *base, uint32_t g, uint32_t s, uint32_t i) {
+    const unsigned char *row = ko_row(b, base, g, s);
     uint16_t h;
     switch (b->L.dtype) {
     case KVC_DTYPE_F16: memcpy(&h, row + 2 * i, 2); return ko_half(h);
     case KVC_DTYPE_BF16: memcpy(&h, row + 2 * i, 2); return ko_bf16(h);
     case KVC_DTYPE_Q8: {
         float sc;
-        memcpy(&sc, row + ((b->L.head_dim + 3) & ~3u), sizeof sc);
+        memcpy(&sc, row + ko_scale_off(b->L.head_dim), sizeof sc);
         return (double)sc * (int8_t)row[i];
     }
     default: {
@@ -105,7 +130,7 @@ static void ko_fill(ko_buf *b, unsigned char *base, uint32_t seed, int style, bo
     float x[KO_MAX_D];
     for (uint32_t g = 0; g < L->n_kv_heads; g++)
         for (uint32_t s = 0; s < L->n_keys; s++) {
-            unsigned char *row = base + (g * L->head_stride + s * L->row_stride) * b->esz;
+            unsigned char *row = ko_row(b, base, g, s);
             for (uint32_t i = 0; i < L->head_dim; i++) {
                 seed = seed * 1664525u + 1013904223u;
                 if (L->dtype == KVC_DTYPE_Q8 && quantise)
@@ -120,7 +145,7 @@ static void ko_fill(ko_buf *b, unsigned char *base, uint32_t seed, int style, bo
                 /* a raw row: any int8 and a scale of either sign, or 0 */
                 seed = seed * 1664525u + 1013904223u;
                 float sc = style == 2 ? 0.0f : ldexpf((float)(int)(seed >> 20 & 255) - 128.0f, -(int)(seed >> 28) - 10);
-                memcpy(row + ((L->head_dim + 3) & ~3u), &sc, sizeof sc);
+                memcpy(row + ko_scale_off(L->head_dim), &sc, sizeof sc);
             }
         }
 }
@@ -135,7 +160,7 @@ static bool ko_finite_scales(const ko_buf *b, unsigned char *base) {
         bool fixed = false;
         for (uint32_t g = 0; g < L->n_kv_heads; g++)
             for (uint32_t s = 0; s < L->n_keys; s++) {
-                unsigned char *sp = base + g * L->head_stride + s * L->row_stride + ((L->head_dim + 3) & ~3u);
+                unsigned char *sp = ko_row(b, base, g, s) + ko_scale_off(L->head_dim);
                 float sc;
                 memcpy(&sc, sp, sizeof sc);
                 if (fabsf(sc) <= 1e3f) continue; /* NaN too: a huge scale would overflow the logits */
@@ -151,28 +176,27 @@ static bool ko_finite_scales(const ko_buf *b, unsigned char *base) {
 /* Poison one real element of kv head g with NaN or +-Inf. */
 static void ko_poison(ko_buf *b, unsigned char *base, uint32_t g, uint32_t s, uint32_t i, int kind) {
     const kvc_attn_layout *L = &b->L;
-    unsigned char *row = base + (g * L->head_stride + s * L->row_stride) * b->esz;
+    unsigned char *row = ko_row(b, base, g, s);
     uint16_t h;
     float f = kind == 0 ? NAN : kind == 1 ? INFINITY : -INFINITY;
     switch (L->dtype) {
     case KVC_DTYPE_F16: h = kind == 0 ? 0x7e00 : kind == 1 ? 0x7c00 : 0xfc00; memcpy(row + 2 * i, &h, 2); break;
     case KVC_DTYPE_BF16: h = kind == 0 ? 0x7fc0 : kind == 1 ? 0x7f80 : 0xff80; memcpy(row + 2 * i, &h, 2); break;
-    case KVC_DTYPE_Q8: memcpy(row + ((L->head_dim + 3) & ~3u), &f, sizeof f); break; /* the row's scale */
+    case KVC_DTYPE_Q8: memcpy(row + ko_scale_off(L->head_dim), &f, sizeof f); break; /* the row's scale */
     default: memcpy(row + 4 * i, &f, 4); break;
     }
 }
 
 /* f64 reference with the same tolerance rule as the cache's (fuzz_api.c's
- * reference_out): out[h], tol[h] (NaN: rounding makes the comparison
- * meaningless), p[h * n + s] the weights. */
+ * reference_out): out[h], tol[h] (ko_tolerance), lerr[h] the logits' error
+ * bound, p[h * n + s] the weights. */
 static void ko_reference(const ko_buf *b, const float *q, double *out, double *tol, double *lerr, double *p) {
     const kvc_attn_layout *L = &b->L;
     const uint32_t ratio = L->n_q_heads / L->n_kv_heads, d = L->head_dim, n = L->n_keys;
     const double scale = L->scale > 0.0f ? L->scale : (double)(1.0f / sqrtf((float)d));
-    const char *isa = kvc_active_isa();
-    const bool q8_query = L->dtype == KVC_DTYPE_Q8 &&
-                          (strcmp(isa, "avx512_vnni") == 0 || strcmp(isa, "avx512_bf16") == 0);
-    const double q_rel = L->dtype == KVC_DTYPE_BF16 && strcmp(isa, "avx512_bf16") == 0 ? 0x1p-16 : 0.0;
+    bool q8_query;
+    double q_rel;
+    ko_departures(L->dtype, &q8_query, &q_rel);
     for (uint32_t h = 0; h < L->n_q_heads; h++) {
         const uint32_t g = h / ratio;
         const float *qh = q + (size_t)h * d;
@@ -203,7 +227,7 @@ static void ko_reference(const ko_buf *b, const float *q, double *out, double *t
             }
             out[(size_t)h * d + i] = o;
         }
-        tol[h] = err > 0.05 ? NAN : vmax * (4 * err + (n + 8) * 4 * FLT_EPSILON) + 1e-30;
+        tol[h] = ko_tolerance(err, vmax, n);
         lerr[h] = err;
     }
 }
@@ -238,25 +262,25 @@ static void op_kernel(fz_reader *r) {
     b.esz = L->dtype == KVC_DTYPE_F32 ? 4 : L->dtype == KVC_DTYPE_Q8 ? 1 : 2;
     const size_t rowb = kvc_row_bytes(L->dtype, d);
     FZ_CHECK(rowb && rowb % b.esz == 0, "row_bytes(%d, %u) = %zu", (int)L->dtype, d, rowb);
-    b.row_el = rowb / b.esz;
+    const size_t row_el = rowb / b.esz; /* elements of a row */
     const size_t pad = fz_u8(r) % 4; /* elements (Q8: bytes) after each row */
     switch (kind & 3) {
     case 0: /* slot-major: heads one after the other, maybe with a gap */
-        L->row_stride = b.row_el + pad;
+        L->row_stride = row_el + pad;
         L->head_stride = n * L->row_stride + (kind >> 2 & 3);
         b.disjoint = true;
         break;
     case 1: /* token-major: all kv heads of a token together */
-        L->head_stride = b.row_el + pad;
+        L->head_stride = row_el + pad;
         L->row_stride = nkv * L->head_stride + (kind >> 2 & 1);
         b.disjoint = true;
         break;
     case 2: /* one K/V shared by every head */
-        L->row_stride = b.row_el + pad;
+        L->row_stride = row_el + pad;
         L->head_stride = 0;
         break;
     default: /* heads overlapping by any amount */
-        L->row_stride = b.row_el + pad;
+        L->row_stride = row_el + pad;
         L->head_stride = fz_u16(r) % (n * L->row_stride + 1);
         b.disjoint = nkv == 1;
         break;
@@ -265,15 +289,15 @@ static void op_kernel(fz_reader *r) {
     if ((kind & 0x30) == 0x30 && n == 1) L->row_stride = SIZE_MAX / 2;
     if ((kind & 0x30) == 0x30 && nkv == 1) L->head_stride = SIZE_MAX / 2;
     size_t last = ((size_t)(nkv - 1) * (nkv > 1 ? L->head_stride : 0) + (size_t)(n - 1) * (n > 1 ? L->row_stride : 0) +
-                   b.row_el) * b.esz;
+                   row_el) * b.esz;
     /* K and V start at an element-aligned offset: 64-byte aligned or not */
     b.off = (fz_u8(r) & 7) * b.esz;
-    b.bytes = b.off + last;
-    b.kb = malloc(b.bytes);
-    b.vb = (kind & 0xc0) == 0xc0 ? b.kb : malloc(b.bytes); /* K and V may be one buffer */
-    FZ_CHECK(b.kb && b.vb, "malloc %zu", b.bytes);
-    memset(b.kb, 0xa5, b.bytes);
-    if (b.vb != b.kb) memset(b.vb, 0x5a, b.bytes);
+    const size_t bytes = b.off + last;
+    b.kb = malloc(bytes);
+    b.vb = (kind & 0xc0) == 0xc0 ? b.kb : malloc(bytes); /* K and V may be one buffer */
+    FZ_CHECK(b.kb && b.vb, "malloc %zu", bytes);
+    memset(b.kb, 0xa5, bytes);
+    if (b.vb != b.kb) memset(b.vb, 0x5a, bytes);
     const int style = fz_u8(r) % 4; /* 1: ties, 2: zero Q8 rows */
     const bool quantise = fz_u8(r) & 1;
     ko_fill(&b, b.kb + b.off, fz_u16(r), style, quantise);
@@ -321,9 +345,9 @@ static void op_kernel(fz_reader *r) {
         case 6: L->n_kv_heads = 0; break;
         case 7: L->head_dim = 0; break;
         case 8: L->n_keys = 0; break;
-        case 9: if (nkv > 1) L->n_q_heads = L->n_q_heads + 1; else expect = KVC_OK; break;
+        case 9: if (nkv > 1) L->n_q_heads++; else expect = KVC_OK; break;
         case 10: L->dtype = (kvc_dtype)(4 + fz_u8(r) % 250); break;
-        case 11: L->row_stride = b.row_el - 1; break; /* shorter than a row */
+        case 11: L->row_stride = row_el - 1; break; /* shorter than a row */
         case 12: wp = w, wsp = n - 1; break;
         case 13: L->scale = NAN; break;
         case 14: L->scale = -1.0f / (1 + fz_u8(r)); break;
@@ -361,7 +385,6 @@ static void op_kernel(fz_reader *r) {
         for (size_t i = 0; i < good.n_q_heads * ws; i++) FZ_CHECK(ko_is_sentinel(w[i]), "a refused call wrote weights");
         goto done;
     }
-    *L = good;
 
     const uint32_t qlo = lo * ratio, qhi = hi * ratio;
     const bool check_ref = finite && (size_t)L->n_q_heads * n <= sizeof pref / sizeof pref[0];
