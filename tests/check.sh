@@ -23,21 +23,23 @@ for part in tests/parts/*.sh; do
     [ -e "$part" ] || continue
     name=$(basename "$part" .sh)
     echo "== $name"
+    t0=$(date +%s)
     sh "$part"
     rc=$?
+    secs=$(($(date +%s) - t0))
     if [ $rc -eq 0 ]; then
-        echo "ok $name"
+        echo "ok $name (${secs} s)"
         passed=$((passed + 1))
     elif [ $rc -eq 77 ]; then
         if [ "${KVC_REQUIRE_ALL:-0}" = 1 ]; then
-            echo "not ok $name (skipped, but KVC_REQUIRE_ALL=1)"
+            echo "not ok $name (skipped, but KVC_REQUIRE_ALL=1; ${secs} s)"
             failed=$((failed + 1))
         else
-            echo "skipped $name"
+            echo "skipped $name (${secs} s)"
             skipped=$((skipped + 1))
         fi
     else
-        echo "not ok $name (exit $rc)"
+        echo "not ok $name (exit $rc, ${secs} s)"
         failed=$((failed + 1))
     fi
 done
