@@ -158,7 +158,8 @@ AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, 
 }
 
 /* out[h][off..off+8*DC) = out*corr[h] + sum_j p[h][j] * V[j][off..] for HB
- * heads; `masked` handles the last, partial group of columns. */
+ * heads (Q8: V's integers, p carries the row scales); `masked` handles the
+ * last, partial group of columns. */
 AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, int DC, uint32_t off, uint32_t d,
                  bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
     const size_t rb = kvc__row_bytes(dt, d);
@@ -177,7 +178,6 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
     for (uint32_t j = 0; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
         if (j < npf) prefetch_row(pf + (size_t)j * rs, rb);
-        const float vsc = kvc__row_scale(row, d, dt); /* Q8 */
         __m256 v[4];
         UNROLL
         for (int c = 0; c < DC; c++)
@@ -186,7 +186,7 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
                                          : cnt[c] ? ldm(row, off + 8 * c, cnt[c], dt) : _mm256_setzero_ps();
         UNROLL
         for (int h = 0; h < HB; h++) {
-            __m256 pb = _mm256_set1_ps(p[(size_t)h * ss + j] * vsc);
+            __m256 pb = _mm256_set1_ps(p[(size_t)h * ss + j]);
             UNROLL
             for (int c = 0; c < DC; c++) acc[h][c] = _mm256_fmadd_ps(pb, v[c], acc[h][c]);
         }

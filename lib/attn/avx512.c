@@ -158,7 +158,8 @@ AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, 
 }
 
 /* out[h][off..off+16*NC) = out*corr[h] + sum_j p[h][j] * V[j][off..], for HB
- * heads; `masked` handles the last, partial group of columns. */
+ * heads (Q8: V's integers, p carries the row scales); `masked` handles the
+ * last, partial group of columns. */
 AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, int NC, uint32_t off, uint32_t d,
                      bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
     const size_t rb = kvc__row_bytes(dt, d);
@@ -189,20 +190,18 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
         for (; t - j >= 4; j += 4) {
             const char *row = vt + (size_t)j * rs;
             __m512 v[4];
-            float vsc[4];
             UNROLL
             for (int r = 0; r < 4; r++) {
                 if (j + (uint32_t)r < npf) prefetch_row(pf + (size_t)(j + (uint32_t)r) * rs, rb);
-                vsc[r] = kvc__row_scale(row + (size_t)r * rs, d, dt); /* Q8 */
                 v[r] = masked ? ldm(row + (size_t)r * rs, off, mk[0], dt) : ld(row + (size_t)r * rs, off, dt);
             }
             UNROLL
             for (int h = 0; h < HB; h++) {
                 const float *ph = p + (size_t)h * ss + j;
-                acc[h][0] = _mm512_fmadd_ps(_mm512_set1_ps(ph[0] * vsc[0]), v[0], acc[h][0]);
+                acc[h][0] = _mm512_fmadd_ps(_mm512_set1_ps(ph[0]), v[0], acc[h][0]);
                 UNROLL
                 for (int r = 1; r < 4; r++)
-                    part[h][r - 1] = _mm512_fmadd_ps(_mm512_set1_ps(ph[r] * vsc[r]), v[r], part[h][r - 1]);
+                    part[h][r - 1] = _mm512_fmadd_ps(_mm512_set1_ps(ph[r]), v[r], part[h][r - 1]);
             }
         }
         UNROLL
@@ -212,13 +211,12 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
     for (; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
         if (j < npf) prefetch_row(pf + (size_t)j * rs, rb);
-        const float vsc = kvc__row_scale(row, d, dt); /* Q8 */
         __m512 v[4];
         UNROLL
         for (int c = 0; c < NC; c++) v[c] = masked ? ldm(row, off + 16 * c, mk[c], dt) : ld(row, off + 16 * c, dt);
         UNROLL
         for (int h = 0; h < HB; h++) {
-            __m512 pb = _mm512_set1_ps(p[(size_t)h * ss + j] * vsc);
+            __m512 pb = _mm512_set1_ps(p[(size_t)h * ss + j]);
             UNROLL
             for (int c = 0; c < NC; c++) acc[h][c] = _mm512_fmadd_ps(pb, v[c], acc[h][c]);
         }

@@ -37,7 +37,8 @@
  *  - pv_cols(var, HB): output columns one pv_block covers for HB heads;
  *  - pv_block(var, vt, rs, t, p, HB, off, d, masked, dt, out, corr, pf, npf,
  *    ss): out[h][off..] = out*corr[h] + sum_j p[h*ss + j] V[j][off..] over
- *    t rows, prefetching npf rows from pf (rs apart) on the way;
+ *    t rows, prefetching npf rows from pf (rs apart) on the way (Q8: V[j]
+ *    is the row's integers, p already carries the row's scale);
  *  - prefetch_row(row, bytes).
  * `var` is a compile-time constant selecting a variant of the inner blocks
  * (e.g. bf16 by pairs on AVX-512); 0 is the general one. */
@@ -141,9 +142,21 @@ AI void pv_heads(int var, const char *vt, size_t rs, uint32_t t, const float *p,
     if (off < d) pv_block(var, vt, rs, t, p, HB, off, d, true, dt, out, corr, pf, npf, ss);
 }
 
-/* out[h] = out[h] * corr[h] + the tile's sum of p[h][j] V[j]. */
-AI void pv_tile(int var, const char *vt, size_t rs, uint32_t t, const char *pf, uint32_t npf, const float *s,
-                size_t ss, uint32_t G, uint32_t d, kvc_dtype dt, float *out, const float *corr) {
+/* out[h] = out[h] * corr[h] + the tile's sum of p[h][j] V[j]. Q8: each V
+ * row's scale goes into the tile's weights first, in place (PV is the
+ * scratch's last reader), once for every head and column group: the same
+ * f32 products p * scale the PV loops would form, without a scalar
+ * multiply and broadcast per row and head in the hot loop. */
+AI void pv_tile(int var, const char *vt, size_t rs, uint32_t t, const char *pf, uint32_t npf, float *s, size_t ss,
+                uint32_t G, uint32_t d, kvc_dtype dt, float *out, const float *corr) {
+    if (dt == KVC_DTYPE_Q8) {
+        float vs[TILE] __attribute__((aligned(64)));
+        uint32_t j = 0;
+        for (; j < t; j++) vs[j] = kvc__row_scale(vt + (size_t)j * rs, d, dt);
+        for (; j < TILE; j++) vs[j] = 0.0f; /* past t: never read by pv_block */
+        for (uint32_t h = 0; h < G; h++) /* whole tiles: softmax_chunk pads the scratch */
+            for (j = 0; j < TILE; j += VW) v_store(s + (size_t)h * ss + j, v_mul(v_load(s + (size_t)h * ss + j), v_load(vs + j)));
+    }
     uint32_t h = 0;
     for (; h + 4 <= G; h += 4, npf = 0)
         pv_heads(var, vt, rs, t, s + (size_t)h * ss, 4, d, dt, out + (size_t)h * d, corr + h, pf, npf, ss);

@@ -131,7 +131,8 @@ AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, 
 }
 
 /* out[h][off..off+16) = out*corr[h] + sum_j p[h][j] * V[j][off..] for HB
- * heads; `masked` handles the last, partial group of columns. */
+ * heads (Q8: V's integers, p carries the row scales); `masked` handles the
+ * last, partial group of columns. */
 AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d, bool masked,
                  kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
     const size_t rb = kvc__row_bytes(dt, d);
@@ -150,7 +151,6 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
     for (uint32_t j = 0; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
         if (j < npf) prefetch_row(pf + (size_t)j * rs, rb);
-        const float vsc = kvc__row_scale(row, d, dt); /* Q8 */
         float32x4_t v[4];
         UNROLL
         for (int c = 0; c < 4; c++)
@@ -159,7 +159,7 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
                                          : cnt[c] ? ldm(row, off + 4 * c, cnt[c], dt) : vdupq_n_f32(0.0f);
         UNROLL
         for (int h = 0; h < HB; h++) {
-            const float ph = p[(size_t)h * ss + j] * vsc;
+            const float ph = p[(size_t)h * ss + j];
             UNROLL
             for (int c = 0; c < 4; c++) acc[h][c] = vfmaq_n_f32(acc[h][c], v[c], ph);
         }
