@@ -13,6 +13,12 @@
 # user's default build only prints them, so a newer compiler never breaks it.
 # Cross build: make CC=aarch64-linux-gnu-gcc BUILD=build/aarch64 OUT=build/aarch64/lib
 
+# Parallel by default, one job per online CPU (GNU make >= 4.3 honours -j
+# set here); an explicit -jN, -j1 included, wins.
+ifeq ($(filter -j% --jobs%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+endif
+
 CC      ?= cc
 AR      ?= ar
 CFLAGS  ?= -O2 -g
@@ -210,7 +216,7 @@ lib-sources:
 help:
 	@printf 'make TARGET, where TARGET is one of:\n'
 	@for l in $(HELP_LINES); do printf '  %-15s %s\n' "$${l%%|*}" "$${l#*|}"; done
-	@printf 'Variables: CC, CFLAGS, PREFIX, BUILD (build dir), OUT (library dir), WERROR=1, KVC_REQUIRE_ALL=1 (check)\n'
+	@printf 'Variables: CC, CFLAGS, PREFIX, BUILD (build dir), OUT (library dir), WERROR=1, KVC_REQUIRE_ALL=1 and KVC_CHECK_JOBS=N (check)\n'
 
 # ---------------------------------------------------------------- sanitizers
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

@@ -1,4 +1,5 @@
 #!/bin/sh
+# check: start early (one of the longest parts; check.sh starts these first)
 # The whole unit suite, then the fuzz corpus replay, built with
 # ASan + UBSan (-fno-sanitize-recover=all, leak detection on): any finding
 # fails. Builds into build/asan with `make asan` and `make fuzz-replay-asan`.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# check: start early (one of the longest parts; check.sh starts these first)
 # The build is warning-free (WERROR=1: -Werror) with both gcc and clang: the
 # library, the unit tests and the examples, each compiler in its own build
 # dir ($BUILD/gcc, $BUILD/clang) so the main build is left alone.

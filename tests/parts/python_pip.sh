@@ -1,4 +1,5 @@
 #!/bin/sh
+# check: start early (one of the longest parts; check.sh starts these first)
 # `pip install examples/python` as a new user types it, in a fresh venv and
 # without network (--no-build-isolation --no-index: the venv's own
 # setuptools): the package builds its own libkvc from the tree's sources,

@@ -1,4 +1,5 @@
 #!/bin/sh
+# check: start early (one of the longest parts; check.sh starts these first)
 # The unit runner under valgrind memcheck: 0 errors and 0 bytes definitely
 # lost. KVC_TEST_SHORT=1 asks long tests for shorter traces (valgrind is
 # ~30x slower); every test still runs.
