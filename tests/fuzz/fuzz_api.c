@@ -476,7 +476,7 @@ static void check_rows(const snap *now, const snap *before) {
 }
 
 /* Invariants of the current state; `before` (or NULL) is the previous state. */
-static void check_state(snap *now, const snap *before) {
+FZ_NOCOV static void check_state(snap *now, const snap *before) {
     take(now);
     FZ_CHECK(now->len <= M.cap, "len %u > capacity %u", now->len, M.cap);
     for (uint32_t g = 0; g < kvc_cache_groups(M.c); g++) {
@@ -913,7 +913,7 @@ static void op_insert(bool bad) {
 
 /* f64 attention over the model's tokens; NaN when the reference overflows or
  * rounding makes the comparison meaningless (the caller then skips it). */
-static void reference_out(const float *q, double *out, double *tol) {
+FZ_NOCOV static void reference_out(const float *q, double *out, double *tol) {
     uint32_t ratio = M.nq / M.nkv, d = M.d, n = M.s.len;
     bool q8_query; /* the kernels' documented departures from f32 (kernel_op.h) */
     double q_rel;
