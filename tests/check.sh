@@ -9,6 +9,7 @@ export BUILD
 # under make -n), so its -j and jobserver arguments are dropped, the rest kept
 MAKEFLAGS=$(printf '%s\n' "${MAKEFLAGS:-}" | sed -e 's/--jobserver-[a-z]*=[^ ]*//g' -e 's/\(^\| \)-j[0-9]*//g')
 export MAKEFLAGS
+unset MAKELEVEL # each part's make is a top-level one
 passed=0 failed=0 skipped=0
 log=$(mktemp)
 dir=$(mktemp -d)
