@@ -64,34 +64,27 @@ report() {
         failed=$((failed + 1))
     fi
 }
-pending=$names # started, not yet reported (in order)
+pending=$names # not yet reported (in name order)
 # not yet started: the parts marked "# check: start early" first
 waiting="$(for n in $names; do grep -q '^# check: start early' "tests/parts/$n.sh" && echo "$n"; done)"
 waiting="$waiting $(for n in $names; do grep -q '^# check: start early' "tests/parts/$n.sh" || echo "$n"; done)"
-running=0
+started=0
 while [ -n "$pending" ]; do
-    while [ "$running" -lt "$jobs" ] && [ -n "$waiting" ]; do
+    finished=$(find "$dir" -name '*.rc' | wc -l) # a part's slot is free once its .rc exists
+    while [ $((started - finished)) -lt "$jobs" ] && [ -n "$waiting" ]; do
         set -- $waiting
         start "$1"
         shift
         waiting="$*"
-        running=$((running + 1))
-    done
-    progressed=0
-    for name in $pending; do # finished ones free their slot once
-        if [ -e "$dir/$name.rc" ] && [ ! -e "$dir/$name.done" ]; then
-            : >"$dir/$name.done"
-            running=$((running - 1))
-            progressed=1
-        fi
+        started=$((started + 1))
     done
     set -- $pending
-    while [ $# -gt 0 ] && [ -e "$dir/$1.done" ]; do # report the finished head of the list
+    while [ $# -gt 0 ] && [ -e "$dir/$1.rc" ]; do # report the finished head of the list
         report "$1"
         shift
     done
+    [ "$pending" != "$*" ] || sleep 0.2 2>/dev/null || sleep 1
     pending="$*"
-    [ "$progressed" -eq 1 ] || sleep 0.2 2>/dev/null || sleep 1
 done
 wait
 echo "total: $passed passed, $failed failed, $skipped skipped"
