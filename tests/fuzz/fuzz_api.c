@@ -709,7 +709,7 @@ static void push_token(int64_t pos, const float *k, const float *v) {
 }
 
 /* A successful append/reserve of `pos`: check the transition before -> now. */
-static void check_insert(const snap *before, snap *now, int64_t pos, const uint32_t *slots, const int64_t *evicted,
+FZ_NOCOV static void check_insert(const snap *before, snap *now, int64_t pos, const uint32_t *slots, const int64_t *evicted,
                          bool kv_given, const float *k, const float *v) {
     uint64_t appended = M.ntok; /* seq of the new token */
     float zero[MAX_KV * MAX_D] = {0};
