@@ -30,10 +30,10 @@ static inline uint32_t fz_u32(fz_reader *r) {
     return lo | (uint32_t)fz_u16(r) << 16;
 }
 
-/* The harness's own f64 reference loops: not instrumented for coverage (their
- * comparisons are not the library's branches, and tracing them cost most of
- * an execution's time). Never inlined: inlined into an instrumented caller,
- * their loops would be traced again. */
+/* The harness's own f64 reference and checking loops: not instrumented for
+ * coverage (their comparisons are not the library's branches, and tracing
+ * them cost most of an execution's time). Never inlined: inlined into an
+ * instrumented caller, their loops would be traced again. */
 #if defined(__clang__) && __clang_major__ >= 13
 #define FZ_NOCOV __attribute__((no_sanitize("coverage"), noinline))
 #else

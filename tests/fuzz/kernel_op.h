@@ -37,7 +37,7 @@ static bool ko_is_sentinel(float f) {
 }
 
 /* f16 bits to double, exactly; by the bits of the double rather than
- * ldexp(), which took a tenth of an execution. */
+ * ldexp(), which took about 6% of an execution (perf). */
 static double ko_half(uint16_t h) {
     const uint64_t e = h >> 10 & 31, m = h & 1023;
     double v;
