@@ -201,6 +201,9 @@ AI void finish(float *out, uint32_t d, float *w, uint32_t n, float m, float l, b
 #ifndef KVC__PF_MIN
 #define KVC__PF_MIN (128u << 10)
 #endif
+#ifndef KVC__MAXJ_CHUNK
+#define KVC__MAXJ_CHUNK (512u << 10)
+#endif
 #ifndef KVC__CHUNKED
 #define KVC__CHUNKED 1
 #endif
@@ -247,7 +250,18 @@ AI void drive(const kvc__attn_job *jobs, uint32_t nj, kvc_dtype dt, int var) {
     /* chunk length: a multiple of TILE, at least one tile (gmax <= MAXH);
      * heads' scratch rows 64 bytes more than a power of two apart, so the
      * rows a pv_block reads together do not alias in L1 (4 KiB aliasing) */
-    const uint32_t ch = KVC__CHUNKED ? (SCRATCH / gmax - 16) / TILE * TILE : TILE;
+    uint32_t ch = KVC__CHUNKED ? (SCRATCH / gmax - 16) / TILE * TILE : TILE;
+    /* several jobs (token-major rows, heads interleaved): a chunk of all of
+     * them, K and V, within KVC__MAXJ_CHUNK bytes, so it stays in L2 while
+     * every job reads its part of the token rows (the hardware fetches more
+     * of a row than one job's bytes; a longer chunk loses those lines before
+     * the next job gets to them). Measured on a Zen 4 core (1 MiB L2), 8 kv
+     * heads, n = 32768: f16 and bf16 1.12-1.21x, f32 1.04-1.16x, q8
+     * 0.99-1.10x against chunks as long as the scratch allows. */
+    if (nj > 1) {
+        const size_t fit = (size_t)KVC__MAXJ_CHUNK / 2 / rs / TILE * TILE; /* rs >= 1: no overflow */
+        if (fit < ch) ch = fit > TILE ? (uint32_t)fit : TILE;
+    }
     /* K and V of every job within KVC__PF_MIN bytes: read from L1/L2 (a small
      * cache, just written to or read a layer ago), where software prefetch
      * only takes issue slots */
