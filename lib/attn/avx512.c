@@ -161,8 +161,7 @@ AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, 
  * heads (Q8: V's integers, p carries the row scales); `masked` handles the
  * last, partial group of columns. */
 AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, int NC, uint32_t off, uint32_t d,
-                     bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
-    const size_t rb = kvc__row_bytes(dt, d);
+                     bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t pfb, size_t ss) {
     __m512 acc[4][4];
     __mmask16 mk[4];
     UNROLL
@@ -192,7 +191,7 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
             __m512 v[4];
             UNROLL
             for (int r = 0; r < 4; r++) {
-                if (j + (uint32_t)r < npf) prefetch_row(pf + (size_t)(j + (uint32_t)r) * rs, rb);
+                if (j + (uint32_t)r < npf) prefetch_row(pf + (size_t)(j + (uint32_t)r) * rs, pfb);
                 v[r] = masked ? ldm(row + (size_t)r * rs, off, mk[0], dt) : ld(row + (size_t)r * rs, off, dt);
             }
             UNROLL
@@ -210,7 +209,7 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
     }
     for (; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
-        if (j < npf) prefetch_row(pf + (size_t)j * rs, rb);
+        if (j < npf) prefetch_row(pf + (size_t)j * rs, pfb);
         __m512 v[4];
         UNROLL
         for (int c = 0; c < NC; c++) v[c] = masked ? ldm(row, off + 16 * c, mk[c], dt) : ld(row, off + 16 * c, dt);
@@ -291,8 +290,7 @@ AI void qk_block_pairs(const float *qs, uint32_t d, const char *const *kr, int H
  * sums in even/odd order: acc[h][2g] holds columns off+32g+2i, acc[h][2g+1]
  * columns off+32g+2i+1. */
 AI void pv_block_pairs(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
-                       bool half, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
-    const size_t rb = (size_t)d * 2;
+                       bool half, float *out, const float *corr, const char *pf, uint32_t npf, size_t pfb, size_t ss) {
     const int NG = half ? 1 : 2;
     __m512 acc[4][4];
     UNROLL
@@ -302,7 +300,7 @@ AI void pv_block_pairs(const char *vt, size_t rs, uint32_t t, const float *p, in
     }
     for (uint32_t j = 0; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
-        if (j < npf) prefetch_row(pf + (size_t)j * rs, rb);
+        if (j < npf) prefetch_row(pf + (size_t)j * rs, pfb);
         __m512 v[4];
         UNROLL
         for (int g = 0; g < NG; g++) {
@@ -390,15 +388,15 @@ AI uint32_t pv_cols(int var, int HB) {
 /* For the pairs variant `masked` means the last 32 columns (d % 32 == 0). */
 AI void pv_block(int var, const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
                  bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf,
-                 size_t ss) {
+                 size_t pfb, size_t ss) {
     if (var == VAR_PAIRS || var == VAR_DPBF16)
-        pv_block_pairs(vt, rs, t, p, HB, off, d, masked, out, corr, pf, npf, ss);
+        pv_block_pairs(vt, rs, t, p, HB, off, d, masked, out, corr, pf, npf, pfb, ss);
     else if (masked && d - off <= 16) /* small head_dim (or tail): no registers of zeros */
-        pv_block_gen(vt, rs, t, p, HB, 1, off, d, masked, dt, out, corr, pf, npf, ss);
+        pv_block_gen(vt, rs, t, p, HB, 1, off, d, masked, dt, out, corr, pf, npf, pfb, ss);
     else if (masked && d - off <= 32)
-        pv_block_gen(vt, rs, t, p, HB, 2, off, d, masked, dt, out, corr, pf, npf, ss);
+        pv_block_gen(vt, rs, t, p, HB, 2, off, d, masked, dt, out, corr, pf, npf, pfb, ss);
     else
-        pv_block_gen(vt, rs, t, p, HB, 4, off, d, masked, dt, out, corr, pf, npf, ss);
+        pv_block_gen(vt, rs, t, p, HB, 4, off, d, masked, dt, out, corr, pf, npf, pfb, ss);
 }
 
 AI vf v_exp(vf x) { return exp16(x); }

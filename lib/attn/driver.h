@@ -36,9 +36,10 @@
  *    first head), rows kr[0..KB);
  *  - pv_cols(var, HB): output columns one pv_block covers for HB heads;
  *  - pv_block(var, vt, rs, t, p, HB, off, d, masked, dt, out, corr, pf, npf,
- *    ss): out[h][off..] = out*corr[h] + sum_j p[h*ss + j] V[j][off..] over
- *    t rows, prefetching npf rows from pf (rs apart) on the way (Q8: V[j]
- *    is the row's integers, p already carries the row's scale);
+ *    pfb, ss): out[h][off..] = out*corr[h] + sum_j p[h*ss + j] V[j][off..]
+ *    over t rows, prefetching pfb bytes of each of npf rows from pf (rs
+ *    apart) on the way (Q8: V[j] is the row's integers, p already carries
+ *    the row's scale);
  *  - prefetch_row(row, bytes).
  * `var` is a compile-time constant selecting a variant of the inner blocks
  * (e.g. bf16 by pairs on AVX-512); 0 is the general one. */
@@ -132,14 +133,23 @@ AI void softmax_chunk(float *s, uint32_t c, float *m, float *l, float *corr, flo
 }
 
 /* Columns of HB heads by pv_cols; the last, partial group is `masked`.
- * Only the first call prefetches (npf rows from pf). */
+ * The npf rows from pf are prefetched a share of each row per column group
+ * (whole lines), so the prefetches are spread over the whole tile instead
+ * of all issued in the first group, the others running with the memory
+ * idle: measured on a Zen 4 core (8 kv heads, n = 4096 and 32768, two
+ * groups per row), 1.04-1.06x for f32 and 1.12-1.14x for f16. */
 AI void pv_heads(int var, const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t d, kvc_dtype dt,
                  float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
     const uint32_t w = pv_cols(var, HB);
-    uint32_t off = 0;
-    for (; d - off >= w; off += w, npf = 0)
-        pv_block(var, vt, rs, t, p, HB, off, d, false, dt, out, corr, pf, npf, ss);
-    if (off < d) pv_block(var, vt, rs, t, p, HB, off, d, true, dt, out, corr, pf, npf, ss);
+    const size_t rb = row_bytes(d, dt), ng = (d + w - 1) / w;
+    const size_t share = (rb / ng + 63) / 64 * 64; /* bytes of a row per group, whole lines */
+    size_t at = 0;                                 /* where the next group's share starts */
+    for (uint32_t off = 0; off < d; off += w) {
+        const size_t len = at >= rb ? 0 : rb - at < share || off + w >= d ? rb - at : share;
+        pv_block(var, vt, rs, t, p, HB, off, d, d - off < w, dt, out, corr, npf && len ? pf + at : NULL, len ? npf : 0,
+                 len, ss);
+        at += len;
+    }
 }
 
 /* out[h] = out[h] * corr[h] + the tile's sum of p[h][j] V[j]. Q8: each V

@@ -134,8 +134,7 @@ AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, 
  * heads (Q8: V's integers, p carries the row scales); `masked` handles the
  * last, partial group of columns. */
 AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d, bool masked,
-                 kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t ss) {
-    const size_t rb = kvc__row_bytes(dt, d);
+                 kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t pfb, size_t ss) {
     float32x4_t acc[4][4];
     uint32_t cnt[4];
     UNROLL
@@ -150,7 +149,7 @@ AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int 
     }
     for (uint32_t j = 0; j < t; j++) {
         const char *row = vt + (size_t)j * rs;
-        if (j < npf) prefetch_row(pf + (size_t)j * rs, rb);
+        if (j < npf) prefetch_row(pf + (size_t)j * rs, pfb);
         float32x4_t v[4];
         UNROLL
         for (int c = 0; c < 4; c++)
@@ -216,9 +215,9 @@ AI uint32_t pv_cols(int var, int HB) {
 
 AI void pv_block(int var, const char *vt, size_t rs, uint32_t t, const float *p, int HB, uint32_t off, uint32_t d,
                  bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf,
-                 size_t ss) {
+                 size_t pfb, size_t ss) {
     (void)var;
-    pv_block_gen(vt, rs, t, p, HB, off, d, masked, dt, out, corr, pf, npf, ss);
+    pv_block_gen(vt, rs, t, p, HB, off, d, masked, dt, out, corr, pf, npf, pfb, ss);
 }
 
 #include "attn/driver.h"
