@@ -161,7 +161,8 @@ AI void qk_block_gen(const float *q, uint32_t d, const char *const *kr, int HB, 
  * heads (Q8: V's integers, p carries the row scales); `masked` handles the
  * last, partial group of columns. */
 AI void pv_block_gen(const char *vt, size_t rs, uint32_t t, const float *p, int HB, int DC, uint32_t off, uint32_t d,
-                 bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t pfb, size_t ss) {
+                 bool masked, kvc_dtype dt, float *out, const float *corr, const char *pf, uint32_t npf, size_t pfb,
+                 size_t ss) {
     __m256 acc[4][4];
     uint32_t cnt[4];
     UNROLL

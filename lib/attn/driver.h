@@ -143,16 +143,17 @@ AI void pv_heads(int var, const char *vt, size_t rs, uint32_t t, const float *p,
     const uint32_t w = pv_cols(var, HB);
     const size_t rb = row_bytes(d, dt), ng = (d + w - 1) / w;
     const size_t share = (rb / ng + 63) / 64 * 64; /* bytes of a row per group, whole lines */
-    size_t at = 0, len;                            /* where the next group's share starts */
+    size_t at = 0, len; /* where the next group's share starts (at <= rb), its length */
     uint32_t off = 0;
-    /* `masked` stays a constant at each call, as the inner loops need */
+    /* `masked` stays a constant at each call, as the inner loops need; the
+     * last group takes the rest of the row */
     for (; d - off >= w; off += w, at += len) {
-        len = at >= rb ? 0 : rb - at < share || off + w == d ? rb - at : share;
+        len = off + w == d || rb - at < share ? rb - at : share;
         pv_block(var, vt, rs, t, p, HB, off, d, false, dt, out, corr, npf && len ? pf + at : NULL, len ? npf : 0, len,
                  ss);
     }
     if (off < d) {
-        len = at >= rb ? 0 : rb - at;
+        len = rb - at;
         pv_block(var, vt, rs, t, p, HB, off, d, true, dt, out, corr, npf && len ? pf + at : NULL, len ? npf : 0, len,
                  ss);
     }
