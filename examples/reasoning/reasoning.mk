@@ -25,11 +25,12 @@ reasoning: $(REASON_BIN)
 	$(REASON_BIN) --budgets 64,128,256,512 --csv docs/reasoning.csv --md $(BUILD)/reasoning-table.md --svg docs/reasoning.svg
 	@echo "reasoning: tables in $(BUILD)/reasoning-table.md, data in docs/reasoning.csv, plot in docs/reasoning.svg"
 
-# Retrain the committed checkpoint (needs python3-torch): 4,100 steps, about
-# two and a half hours. The committed run took its first 3,100 steps on one
-# thread and the last 1,000 on two (MODEL_THREADS): torch's reductions may
-# round differently on another thread count, so a rerun can differ from the
-# committed sha256 in the last bits.
+# Retrain the committed checkpoint (needs python3-torch): 4,100 steps, 83
+# minutes on an AMD EPYC (Zen 4) VM with MODEL_THREADS=1, about two and a
+# half hours on the older machines. The committed run took its first 3,100
+# steps on one thread and the last 1,000 on two (MODEL_THREADS): torch's
+# reductions round differently on another CPU or thread count, so a rerun
+# differs from the committed sha256 (docs/reasoning.md: same accuracy).
 MODEL_THREADS ?= 2
 model:
 	OPENBLAS_NUM_THREADS=$(MODEL_THREADS) OMP_NUM_THREADS=$(MODEL_THREADS) $(PYTHON_TORCH) \
